@@ -1,0 +1,83 @@
+"""An in-order, bounded parallel map with a progress bar."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def resolve_workers(workers: int) -> int:
+  return workers if workers > 0 else max(1, os.cpu_count() or 1)
+
+
+def ordered_map(
+  fn: Callable[[T], R],
+  items: Iterable[T],
+  *,
+  workers: int,
+  desc: str,
+  total: int | None = None,
+  unit: str = "song",
+  postfix: Callable[[R], dict[str, Any]] | None = None,
+) -> Iterator[R]:
+  """Yields fn(item) for each item, in order, computed by `workers` processes.
+
+  At most 2 * workers results wait in memory, so a slow consumer (the shard
+  writer) holds back the workers instead of piling up spectrograms. With
+  workers == 1 everything runs in this process, which keeps tests and
+  debuggers simple. Workers are spawned, not forked: forking a process that
+  has imported TensorFlow can deadlock.
+
+  Args:
+    fn: a module-level (picklable) function.
+    items: its inputs.
+    workers: number of processes.
+    desc: the progress bar's label.
+    total: number of items, for the ETA (len(items) when it has one).
+    unit: what one item is called on the bar.
+    postfix: maps a result to extra fields shown on the bar.
+  """
+  if total is None and hasattr(items, "__len__"):
+    total = len(items)  # type: ignore[arg-type]
+  bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, smoothing=0.1)
+  counts: collections.Counter = collections.Counter()
+
+  def advance(result):
+    bar.update(1)
+    if postfix is not None:
+      counts.update(postfix(result))
+      bar.set_postfix(counts, refresh=False)
+
+  try:
+    if workers <= 1:
+      for item in items:
+        result = fn(item)
+        advance(result)
+        yield result
+      return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+      pending: collections.deque = collections.deque()
+      iterator = iter(items)
+      for item in iterator:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= 2 * workers:
+          break
+      while pending:
+        result = pending.popleft().result()
+        for item in iterator:
+          pending.append(pool.submit(fn, item))
+          break
+        advance(result)
+        yield result
+  finally:
+    bar.close()

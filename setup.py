@@ -1,0 +1,33 @@
+"""Installs `song2vec` (the library) and `data_prep` (audio -> TFRecords)."""
+
+from setuptools import find_packages, setup
+
+setup(
+  name="song2vec",
+  version="0.1.0",
+  description="Unsupervised song embeddings with Adversarially Learned Inference (JAX/Flax).",
+  python_requires=">=3.11,<3.13",
+  packages=find_packages(include=["song2vec", "song2vec.*", "data_prep", "data_prep.*"]),
+  install_requires=[
+    "jax>=0.10,<0.11",
+    "jaxlib>=0.10,<0.11",
+    "flax>=0.12,<0.13",
+    "optax>=0.2.5,<0.3",
+    "orbax-checkpoint>=0.11,<0.13",
+    "tensorflow-cpu>=2.19,<2.22",
+    "tensorflow-datasets>=4.9.8,<4.10",
+    "importlib_resources>=6",  # tensorflow-datasets 4.9.10 imports it undeclared.
+    "librosa>=0.11,<0.12",
+    "soundfile>=0.13,<0.15",  # Bundles libsndfile >= 1.1 (MP3 read/write).
+    "scikit-learn>=1.5,<2",
+    "ml-collections>=1.0,<2",
+    "absl-py>=2.1,<3",
+    "matplotlib>=3.9,<4",
+    "music21>=9.1,<11",
+    "pretty_midi>=0.2.10,<0.3",
+    "midirenderer>=0.1.3,<0.2",
+    "tqdm>=4.66,<5",
+    "numpy>=1.26,<3",
+  ],
+  extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6"]},
+)

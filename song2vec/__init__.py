@@ -1,0 +1,1 @@
+"""song2vec: unsupervised song embeddings with Adversarially Learned Inference."""
