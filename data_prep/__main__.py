@@ -135,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
   try:
     config = config_from_args(args)
+  except ValueError as e:
+    print(f"error: invalid setting: {e}", file=sys.stderr)
+    return 2
+  try:
     metadata = builder.build(config)
-  except (ValueError, builder.BuildError) as e:
+  except builder.BuildError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   print(builder.summary(metadata, config.dataset_dir))

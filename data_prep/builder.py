@@ -171,6 +171,8 @@ def _song_task(args):
     result = audio.process_song(song.path, song.song_id, features, seed)
   except audio.SongError as e:
     return None, str(e)
+  except Exception as e:  # A decoder bug on one file must not stop the build.
+    return None, " ".join(f"unexpected {type(e).__name__}: {e}".split())
   specs = result.spectrograms
   stats = (
     specs.sum(axis=(0, 2), dtype=np.float64),
@@ -236,7 +238,7 @@ def _write_shards(plan, splits, labels, config: BuildConfig, out_dir: str, worke
           state["skipped"].append(vars(skip))
           continue
         specs, offsets, (total, total_sq) = result
-        for segment, (spec, offset) in enumerate(zip(specs, offsets, strict=False)):
+        for segment, (spec, offset) in enumerate(zip(specs, offsets, strict=True)):
           example = features.serialize_example(
             {
               "spectrogram": spec,

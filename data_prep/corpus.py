@@ -16,6 +16,7 @@ reason so reruns skip it too.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import glob
@@ -61,8 +62,11 @@ STYLE_SOURCES: dict[str, tuple[str, ...]] = {
   "essen_china": ("essenFolksong/han*.abc",),  # Han Chinese folk songs.
 }
 
-RENDER_FORMAT_VERSION = 1  # Bump when rendering changes in a way the key misses.
+RENDER_FORMAT_VERSION = 2  # Bump when rendering changes in a way the key misses.
 _PEAK = 0.9  # Rendered audio is peak-normalised so loudness is no style cue.
+# Scores are cut at preview_seconds at this tempo before MIDI export (any
+# slower tempo reaches the preview's end first; pretty_midi cuts exactly).
+_MAX_QUARTERS_PER_MINUTE = 480
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +100,7 @@ def _split_abc(text: str) -> list[tuple[str, str]]:
     return []
   header = "\n".join(line for line in lines[: starts[0]] if not line.startswith("%"))
   tunes = []
-  for a, b in zip(starts, starts[1:] + [len(lines)], strict=False):
+  for a, b in zip(starts, starts[1:] + [len(lines)], strict=True):
     number = lines[a][2:].strip()
     tunes.append((number, (header + "\n" + "\n".join(lines[a:b])).strip() + "\n"))
   return tunes
@@ -182,7 +186,30 @@ class RenderError(Exception):
   pass
 
 
-def _score_to_midi(piece: Piece) -> tuple[bytes, str]:
+def _prepare_score(score, max_quarters: float) -> None:
+  """Works around two music21 snags before MIDI export, in place.
+
+  Its ABC reader can put one TimeSignature object into two measures (a pickup
+  and the first full bar), which the MIDI conductor track then refuses; each
+  repeat gets its own copy. And measures past `max_quarters` are dropped: the
+  preview never reaches them, and whole masses overflow pretty_midi's tick
+  limit.
+  """
+  from music21 import meter, stream
+
+  seen = set()
+  for measure in score.recurse().getElementsByClass(stream.Measure):
+    for ts in list(measure.getElementsByClass(meter.TimeSignature)):
+      if id(ts) in seen:
+        measure.replace(ts, copy.deepcopy(ts))
+      seen.add(id(ts))
+  for part in score.parts if isinstance(score, stream.Score) else [score]:
+    late = [m for m in part.getElementsByClass(stream.Measure) if m.offset >= max_quarters]
+    if late:
+      part.remove(late)
+
+
+def _score_to_midi(piece: Piece, preview_seconds: float) -> tuple[bytes, str]:
   """Parses a piece with music21 and returns (MIDI bytes, composer)."""
   from music21 import converter
   from music21.midi import translate
@@ -194,6 +221,7 @@ def _score_to_midi(piece: Piece) -> tuple[bytes, str]:
     else:
       score = converter.parse(piece.path)
     composer = (score.metadata.composer or "") if score.metadata else ""
+    _prepare_score(score, preview_seconds * _MAX_QUARTERS_PER_MINUTE / 60)
     return translate.streamToMidiFile(score).writestr(), composer
 
 
@@ -231,13 +259,18 @@ def render_piece(piece: Piece, config: CorpusConfig, seed: int, out_path: str) -
     RenderError: the score does not parse, has no notes, or renders silent.
   """
   try:
-    midi, composer = _score_to_midi(piece)
+    midi, composer = _score_to_midi(piece, config.preview_seconds)
   except Exception as e:  # music21 raises many types on malformed scores.
     raise RenderError(f"music21 could not parse: {type(e).__name__}: {e}") from None
+  if not midi:
+    raise RenderError("music21 wrote an empty MIDI file")
   import midirenderer
 
   rng = np.random.default_rng([seed, zlib.crc32(piece.piece_id.encode())])
-  midi, programs = _assign_and_cut(midi, config.instrument_pool, rng, config.preview_seconds)
+  try:
+    midi, programs = _assign_and_cut(midi, config.instrument_pool, rng, config.preview_seconds)
+  except ValueError as e:  # pretty_midi rejects MIDI it deems corrupt.
+    raise RenderError(f"pretty_midi rejected the MIDI: {e}") from None
   try:
     wav = midirenderer.render_wave_from(_soundfont_bytes(), midi)
   except Exception as e:
@@ -273,10 +306,12 @@ def _render_task(args) -> tuple[Piece, dict | None, str | None]:
   os.makedirs(os.path.dirname(base), exist_ok=True)
   try:
     info = render_piece(piece, config, seed, base + ".flac")
-  except RenderError as e:
+  except Exception as e:  # A bad score must not stop the build: list it, go on.
+    reason = str(e) if isinstance(e, RenderError) else f"{type(e).__name__}: {e}"
+    reason = " ".join(reason.split())
     with open(base + ".failed", "w") as f:
-      f.write(str(e))
-    return piece, None, str(e)
+      f.write(reason)
+    return piece, None, reason
   with open(base + ".json.tmp", "w") as f:
     json.dump(info, f)
   os.replace(base + ".json.tmp", base + ".json")
