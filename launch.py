@@ -3,7 +3,9 @@ r"""Runs a song2vec experiment.
 python launch.py --config=experiments/ali_lsgan.py [--workdir=runs/x] [--config.key=value]
 """
 
+import importlib.util
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,6 +19,39 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder; default runs/<confi
 flags.mark_flags_as_required(["config"])
 
 
+def _unknown_overrides(argv: list[str]) -> list[str]:
+  """The --config.a.b overrides in argv that name no field of the config file."""
+  path, arg = None, None
+  for a in argv:
+    if a.startswith("--config="):
+      path, _, arg = a.split("=", 1)[1].partition(":")
+  if not path or not os.path.exists(path):
+    return []
+  spec = importlib.util.spec_from_file_location("_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg) if arg else module.get_config()
+  bad = []
+  for a in argv:
+    if a.startswith("--config.") and not a.startswith("--config.help"):
+      key = a[len("--config.") :].split("=", 1)[0]
+      node = config
+      for part in key.split("."):
+        if not hasattr(node, "keys") or part not in node:
+          bad.append(key)
+          break
+        node = node[part]
+  return bad
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # ml_collections' word for an unknown key.
+    bad = _unknown_overrides(argv) or [str(e)]
+    sys.exit(f"error: unknown config key(s) {bad}: check the spelling against the config file")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -28,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

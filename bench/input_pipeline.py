@@ -38,7 +38,7 @@ def main() -> None:
   )
   parser.add_argument("--songs", type=int, default=256)
   parser.add_argument("--batch_size", type=int, default=64)
-  parser.add_argument("--batches", type=int, default=60)
+  parser.add_argument("--batches", type=int, default=200)
   parser.add_argument("--out", default="bench/results/input_pipeline.json")
   args = parser.parse_args()
   rows = []

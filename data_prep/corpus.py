@@ -276,7 +276,7 @@ def render_piece(piece: Piece, config: CorpusConfig, seed: int, out_path: str) -
   except Exception as e:
     raise RenderError(f"midirenderer failed: {e}") from None
   y, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
-  y = y.mean(axis=1)[: int(config.preview_seconds * rate)]
+  y = y[: int(config.preview_seconds * rate)] @ np.full((y.shape[1],), 1 / y.shape[1], np.float32)
   peak = float(np.abs(y).max()) if len(y) else 0.0
   if peak < 1e-4:
     raise RenderError("rendered audio is silent")

@@ -8,8 +8,8 @@ import os
 import librosa
 import numpy as np
 import pytest
-from conftest import TINY, tone, write_audio
 
+from conftest import TINY, tone, write_audio
 from data_prep import audio
 from data_prep.config import FeatureConfig
 

@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY, write_audio
 
+from conftest import TINY, write_audio
 from data_prep import __main__ as cli
 from data_prep import audio, builder, writer
 from data_prep.config import BuildConfig, FeatureConfig

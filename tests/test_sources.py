@@ -6,8 +6,8 @@ import csv
 import os
 
 import pytest
-from conftest import write_audio
 
+from conftest import write_audio
 from data_prep import sources
 
 
