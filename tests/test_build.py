@@ -40,7 +40,7 @@ def read_split(out_dir, split):
   return out
 
 
-def test_folder_build_end_to_end(genre_tree, tmp_path):
+def test_folder_build_end_to_end(genre_tree, tmp_path, capsys):
   bad = genre_tree / "mid"
   (bad / "empty.wav").write_bytes(b"")
   (bad / "corrupt.flac").write_bytes(b"fLaC" + os.urandom(2000))
@@ -54,6 +54,9 @@ def test_folder_build_end_to_end(genre_tree, tmp_path):
   assert skipped["empty.wav"].startswith("empty file")
   assert skipped["corrupt.flac"].startswith("cannot decode")
   assert skipped["silent.wav"].startswith("silent")
+  console = capsys.readouterr().err.splitlines()
+  for name, reason in skipped.items():
+    assert any(name in line and reason in line for line in console), name
   splits = meta["splits"]
   assert splits["train"]["songs"] + splits["test"]["songs"] == 12
   for label in meta["labels"]:
