@@ -219,7 +219,14 @@ def _write_shards(plan, splits, labels, config: BuildConfig, out_dir: str, worke
     desc="spectrograms",
     postfix=lambda r: {"skipped": int(r[1] is not None)},
   )
-  bins = config.features.n_bins
+  try:
+    _consume(todo, results, splits, features, label_index, config.features.n_bins, out_dir)
+  finally:
+    results.close()  # Stops the workers at once if writing failed or was interrupted.
+
+
+def _consume(todo, results, splits, features, label_index, bins: int, out_dir: str) -> None:
+  """Writes each planned shard from the in-order song results, with its sidecar."""
   for split, name, idx in todo:
     state = {
       "examples": 0,
