@@ -26,6 +26,7 @@ setup(
     "music21>=9.1,<11",
     "pretty_midi>=0.2.10,<0.3",
     "midirenderer>=0.1.3,<0.2",
+    "tensorboard>=2.19,<2.22",  # tf.summary needs it; tensorflow-cpu does not pull it in.
     "tqdm>=4.66,<5",
     "numpy>=1.26,<3",
   ],

@@ -1,4 +1,4 @@
-"""One experiment, end to end: dataset -> (training -> evaluation -> report).
+"""One experiment, end to end: dataset -> training -> (evaluation -> report).
 
 `launch.py` parses flags and calls `run`; everything here is importable and
 testable without absl.
@@ -6,13 +6,14 @@ testable without absl.
 
 from __future__ import annotations
 
-import json
 import os
 
+import jax
 import ml_collections
 from absl import logging
 
 import data_prep
+from song2vec import input_pipeline, train
 
 
 def ensure_dataset(data_config: ml_collections.ConfigDict) -> str:
@@ -26,19 +27,35 @@ def ensure_dataset(data_config: ml_collections.ConfigDict) -> str:
   return config.dataset_dir
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs the experiment `config` describes in `workdir`.
+def make_batch_fn(config: ml_collections.ConfigDict, dataset_dir: str):
+  """start_step -> training batches for this process, shaped for the devices."""
+  num_devices = train.resolve_devices(config.train.num_devices)
+  per_process = config.train.batch_size // jax.process_count()
 
-  Returns:
-    The dataset's metadata.
-  """
+  def make_batches(start_step: int):
+    # A resumed run reshuffles with a new seed rather than replaying the
+    # data order; the model state itself resumes exactly.
+    return input_pipeline.train_iterator(
+      dataset_dir,
+      per_process,
+      seed=config.seed + start_step,
+      shuffle_buffer=config.train.shuffle_buffer,
+      num_devices=num_devices if num_devices > 1 else 0,
+      keys=("spectrogram",),
+    )
+
+  return make_batches
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
+  """Runs the experiment `config` describes in `workdir`; returns the trained state."""
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=1, sort_keys=True))
   dataset_dir = ensure_dataset(config.data)
-  metadata = data_prep.load_metadata(dataset_dir)
-  logging.info("dataset ready in %s", dataset_dir)
-  with open(os.path.join(workdir, "dataset.json"), "w") as f:
-    json.dump({"dataset_dir": dataset_dir, "splits": metadata["splits"]}, f, indent=1)
-  print(data_prep.summary(metadata, dataset_dir))
-  return metadata
+  info = input_pipeline.load_info(dataset_dir)
+  print(data_prep.summary(info.metadata, dataset_dir))
+  logging.info("training %s in %s", config.name, workdir)
+  state = train.train(config, workdir, info.shape, make_batch_fn(config, dataset_dir))
+  logging.info("loss curves: %s", os.path.join(workdir, "loss_curves.png"))
+  return state

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Four CPU "devices", so pmapped code runs across devices in tests (set before
+# anything imports jax).
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
 
 import numpy as np
 import pytest

@@ -7,18 +7,35 @@ import subprocess
 import sys
 
 import data_prep
-from experiments import ali_lsgan
+from experiments import ali_lsgan, ali_sigmoid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_config_holds_the_reports_data_settings_and_is_a_valid_build():
-  config = ali_lsgan.get_config()
+def test_paper_preset_holds_the_reports_numbers():
+  config = ali_lsgan.get_config("paper")
   build = data_prep.build_config_from_dict(config.data.to_dict())
   assert build.features.shape == (257, 430)
   assert (build.features.segments_per_song, build.features.segment_seconds) == (10, 5.0)
   assert build.corpus.preview_seconds == 30.0
-  assert build.source == "music21"
+  assert config.model.z_dim == 64
+  assert config.loss.objective == "least_squares" and config.loss.swap_labels
+  assert tuple(config.loss.positive_label_range) == (0.7, 0.9)
+  assert config.train.g_steps_per_d_step == 4
+
+
+def test_cpu_preset_is_the_default_and_a_valid_build():
+  config = ali_lsgan.get_config()
+  build = data_prep.build_config_from_dict(config.data.to_dict())
+  assert build.features.shape == (64, 64) and build.source == "music21"
+  assert config.train.g_steps_per_d_step == 4
+
+
+def test_sigmoid_config_differs_only_in_the_objective():
+  lsgan, sig = ali_lsgan.get_config(), ali_sigmoid.get_config()
+  assert sig.loss.objective == "sigmoid"
+  sig.loss.objective, sig.name = lsgan.loss.objective, lsgan.name
+  assert sig.to_dict() == lsgan.to_dict()
 
 
 def test_unknown_config_key_fails_with_a_clear_message():
@@ -39,7 +56,7 @@ def test_unknown_config_key_fails_with_a_clear_message():
   assert "Traceback" not in result.stderr
 
 
-def test_launch_builds_a_tiny_dataset_and_prints_its_summary(genre_tree, tmp_path):
+def test_launch_builds_a_tiny_dataset_and_trains(genre_tree, tmp_path):
   args = [
     sys.executable,
     "launch.py",
@@ -53,9 +70,19 @@ def test_launch_builds_a_tiny_dataset_and_prints_its_summary(genre_tree, tmp_pat
     "--config.data.features.n_fft=128",
     "--config.data.features.hop_length=64",
     "--config.data.features.segment_seconds=0.2",
+    "--config.data.features.n_mels=0",
+    "--config.model.encoder_channels=(4, 8)",
+    "--config.model.d_channels=(4,)",
+    "--config.model.d_hidden=8",
+    "--config.train.batch_size=4",
+    "--config.train.num_steps=6",
+    "--config.train.log_every=3",
+    "--config.train.num_devices=1",
   ]
   result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert "total" in result.stdout and "mid" in result.stdout
   assert os.path.exists(tmp_path / "run" / "config.json")
   assert os.path.exists(tmp_path / "ds" / "metadata.json")
+  for name in ("metrics.jsonl", "loss_curves.png", "checkpoints"):
+    assert os.path.exists(tmp_path / "run" / name)

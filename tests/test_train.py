@@ -1,0 +1,149 @@
+"""Train steps across devices, compile-once, checkpoint resume, NaN and SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from experiments import ali_lsgan
+from song2vec import train
+from song2vec.metric_writers import read_jsonl
+
+SHAPE = (16, 12)
+BATCH = 8
+
+
+def tiny_config(**train_overrides):
+  config = ali_lsgan.get_config("cpu")
+  config.model.z_dim = 8
+  config.model.encoder_channels = (4, 8)
+  config.model.d_channels = (4,)
+  config.model.d_hidden = 8
+  config.train.batch_size = BATCH
+  config.train.num_devices = 1
+  config.train.log_every = 2
+  config.train.checkpoint_every = 4
+  for k, v in train_overrides.items():
+    config.train[k] = v
+  return config
+
+
+def batch_for(step: int, num_devices: int = 0) -> dict:
+  x = np.random.default_rng(step).standard_normal((BATCH, *SHAPE)).astype(np.float32)
+  if num_devices:
+    x = x.reshape(num_devices, BATCH // num_devices, *SHAPE)
+  return {"spectrogram": x}
+
+
+def batches_from(start: int, num_devices: int = 0):
+  step = start
+  while True:
+    yield batch_for(step, num_devices)
+    step += 1
+
+
+def test_four_devices_match_one_device_on_the_same_global_batch():
+  assert jax.local_device_count() >= 4, "conftest sets 4 host devices"
+  config = tiny_config()
+  config.model.d_dropout = 0.0  # Dropout masks are drawn per device by design.
+  setup = train.make_setup(config, SHAPE)
+  single = train.init_state(setup, SHAPE, seed=0)
+  multi = train.replicate(train.init_state(setup, SHAPE, seed=0), 4)
+  one = train.compile_steps(setup, 1)
+  four = train.compile_steps(setup, 4)
+  for step in range(3):  # One D step, two G steps.
+    kind = 0 if train.is_d_step(step, 4) else 1
+    single, m1 = one[kind](single, batch_for(step))
+    multi, m4 = four[kind](multi, batch_for(step, 4))
+    for k in m1:
+      np.testing.assert_allclose(m4[k][0], m1[k], rtol=2e-4, atol=1e-5, err_msg=k)
+  for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(train.unreplicate(multi)), strict=True):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("num_devices", [1, 4])
+def test_each_step_compiles_once(monkeypatch, num_devices):
+  traces = []
+  real = train._forward
+  monkeypatch.setattr(train, "_forward", lambda *a, **k: traces.append(1) or real(*a, **k))
+  setup = train.make_setup(tiny_config(), SHAPE)
+  state = train.init_state(setup, SHAPE, seed=0)
+  if num_devices > 1:
+    state = train.replicate(state, num_devices)
+  d_fn, g_fn = train.compile_steps(setup, num_devices)
+  for step in range(4):
+    state, _ = d_fn(state, batch_for(step, num_devices if num_devices > 1 else 0))
+  assert len(traces) == 1
+  for step in range(4):
+    state, _ = g_fn(state, batch_for(step, num_devices if num_devices > 1 else 0))
+  assert len(traces) == 2
+
+
+def _history(workdir):
+  return [
+    {k: v for k, v in r.items() if k != "steps_per_s"}
+    for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  ]
+
+
+def test_resume_matches_a_straight_run(tmp_path):
+  straight = train.train(tiny_config(num_steps=8), str(tmp_path / "a"), SHAPE, batches_from)
+  train.train(tiny_config(num_steps=4), str(tmp_path / "b"), SHAPE, batches_from)
+  resumed = train.train(tiny_config(num_steps=8), str(tmp_path / "b"), SHAPE, batches_from)
+  assert int(resumed.step) == int(straight.step) == 8
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+  assert _history(tmp_path / "b") == _history(tmp_path / "a")
+  assert [r["step"] for r in _history(tmp_path / "a")] == [2, 4, 6, 8]
+  for name in ("loss_curves.png", "tensorboard"):
+    assert os.path.exists(tmp_path / "a" / name)
+
+
+def test_pmapped_training_loop_runs_and_logs(tmp_path):
+  config = tiny_config(num_steps=5, num_devices=4)
+  state = train.train(config, str(tmp_path), SHAPE, lambda s: batches_from(s, 4))
+  assert int(state.step) == 5 and np.asarray(state.step).shape == ()
+  record = read_jsonl(str(tmp_path / "metrics.jsonl"))[-1]
+  for key in ("d_loss", "g_loss", "d_out_enc", "d_out_dec", "recon_mse", "z_std", "steps_per_s"):
+    assert np.isfinite(record[key])
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+  def poisoned(start):
+    for step, batch in enumerate(batches_from(start), start=start):
+      if step == 5:
+        batch["spectrogram"][:] = np.nan
+      yield batch
+
+  with pytest.raises(
+    train.NonFiniteLossError, match=r"non-finite loss at step 6.*Last good checkpoint: step 4"
+  ):
+    train.train(tiny_config(num_steps=8), str(tmp_path), SHAPE, poisoned)
+  manager = ocp.CheckpointManager(str(tmp_path / "checkpoints"))
+  assert manager.all_steps() == [4]
+  restored = manager.restore(4)
+  assert all(
+    np.all(np.isfinite(x)) for x in jax.tree.leaves(restored) if np.asarray(x).dtype.kind == "f"
+  )
+
+
+def test_sigterm_saves_the_current_step_before_exiting(tmp_path):
+  def interrupted(start):
+    for step, batch in enumerate(batches_from(start), start=start):
+      if step == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield batch
+
+  with pytest.raises(SystemExit) as info:
+    train.train(tiny_config(num_steps=8, checkpoint_every=100), str(tmp_path), SHAPE, interrupted)
+  assert info.value.code == 128 + signal.SIGTERM
+  assert ocp.CheckpointManager(str(tmp_path / "checkpoints")).all_steps() == [4]
+  resumed = train.train(
+    tiny_config(num_steps=8, checkpoint_every=100), str(tmp_path), SHAPE, batches_from
+  )
+  assert int(resumed.step) == 8
