@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -43,6 +44,14 @@ def _single_threaded_children():
         os.environ[k] = v
 
 
+def progress_bar(**kwargs) -> tqdm:
+  """A tqdm bar with rate and ETA; redrawn at most every 10 s when stderr is a
+  file or CI log rather than a terminal, so logs stay readable."""
+  interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+  kwargs.setdefault("mininterval", 0.1 if interactive else 10.0)
+  return tqdm(dynamic_ncols=True, smoothing=0.1, **kwargs)
+
+
 def ordered_map(
   fn: Callable[[T], R],
   items: Iterable[T],
@@ -72,7 +81,7 @@ def ordered_map(
   """
   if total is None and hasattr(items, "__len__"):
     total = len(items)  # type: ignore[arg-type]
-  bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, smoothing=0.1)
+  bar = progress_bar(total=total, desc=desc, unit=unit)
   counts: collections.Counter = collections.Counter()
 
   def advance(result):

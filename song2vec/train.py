@@ -27,8 +27,8 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
-from tqdm import tqdm
 
+from data_prep.parallel import progress_bar
 from song2vec import losses, models, plots
 from song2vec.metric_writers import MetricWriter, read_jsonl
 
@@ -306,7 +306,14 @@ def train(
   state = init_state(setup, shape, config.seed)
   start = manager.latest_step() or 0
   if start:
-    state = manager.restore(start, args=ocp.args.StandardRestore(jax.device_get(state)))
+    try:
+      state = manager.restore(start, args=ocp.args.StandardRestore(jax.device_get(state)))
+    except ValueError as e:  # Orbax's word for a tree that does not match.
+      first = str(e).splitlines()[0]
+      raise ValueError(
+        f"the checkpoint at step {start} in {ckpt_dir} does not fit this config's model "
+        f"({first[:200]}); resume with the config that wrote it, or use a new --workdir"
+      ) from None
     logging.info("resumed from step %d in %s", start, ckpt_dir)
   writer = MetricWriter(workdir, resume_step=start)
 
@@ -319,9 +326,7 @@ def train(
   window: list[dict] = []
   window_start = time.perf_counter()
   host_state = None
-  bar = tqdm(
-    total=t.num_steps, initial=start, desc="train", unit="step", dynamic_ncols=True, smoothing=0.05
-  )
+  bar = progress_bar(total=t.num_steps, initial=start, desc="train", unit="step")
   try:
     with _Terminate() as term:
       for step in range(start, t.num_steps):
