@@ -350,9 +350,9 @@ def train(
         bar.update(1)
         done = step + 1
         if done % t.log_every == 0 or done == t.num_steps:
-          scalars = {k: float(np.mean([m[k] for m in window if k in m])) for k in window[-1]}
-          if "d_kernel_l2" not in window[-1]:
-            scalars.pop("d_kernel_l2", None)
+          # D-only metrics (d_kernel_l2) average over the window's D steps.
+          keys = sorted(set().union(*window))
+          scalars = {k: float(np.mean([m[k] for m in window if k in m])) for k in keys}
           x = batch["spectrogram"][0] if num_devices > 1 else batch["spectrogram"]
           g_params = unreplicate(state.g_params) if num_devices > 1 else state.g_params
           scalars.update({k: float(v) for k, v in diag_fn(g_params, x).items()})

@@ -147,3 +147,17 @@ def test_sigterm_saves_the_current_step_before_exiting(tmp_path):
     tiny_config(num_steps=8, checkpoint_every=100), str(tmp_path), SHAPE, batches_from
   )
   assert int(resumed.step) == 8
+
+
+def test_stochastic_encoder_trains_with_reparameterisation():
+  config = tiny_config()
+  config.model.stochastic_encoder = True
+  setup = train.make_setup(config, SHAPE)
+  state = train.init_state(setup, SHAPE, seed=0)
+  d_fn, g_fn = train.compile_steps(setup, 1)
+  state, d_metrics = d_fn(state, batch_for(0))
+  before = jax.tree.map(np.asarray, state.g_params)
+  state, g_metrics = g_fn(state, batch_for(1))
+  assert np.isfinite(float(d_metrics["d_loss"])) and np.isfinite(float(g_metrics["g_loss"]))
+  moved = jax.tree.map(lambda a, b: not np.allclose(a, np.asarray(b)), before, state.g_params)
+  assert moved["encoder"]["params"]["log_sigma"]["kernel"]  # Gradient reaches sigma.
