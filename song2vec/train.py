@@ -149,6 +149,14 @@ def _sync(tree, axis_name):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
+def _update(opt, params, opt_state, loss_fn, axis_name):
+  """Gradient of loss_fn, averaged across devices, applied by `opt`."""
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
+  grads, metrics = _sync((grads, metrics), axis_name)
+  updates, opt_state = opt.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state, metrics
+
+
 def d_step(setup: Setup, state: TrainState, batch: dict, axis_name: str | None = None):
   """One discriminator update on `batch`; returns (new state, metrics)."""
   x = batch["spectrogram"]
@@ -161,15 +169,10 @@ def d_step(setup: Setup, state: TrainState, batch: dict, axis_name: str | None =
     parts["d_kernel_l2"] = l2
     return parts["d_loss"] + setup.loss.d_kernel_l2 * l2, parts
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.d_params)
-  grads, metrics = _sync((grads, metrics), axis_name)
-  updates, d_opt_state = setup.d_opt.update(grads, state.d_opt_state, state.d_params)
-  new = state.replace(
-    step=state.step + 1,
-    d_params=optax.apply_updates(state.d_params, updates),
-    d_opt_state=d_opt_state,
+  d_params, d_opt_state, metrics = _update(
+    setup.d_opt, state.d_params, state.d_opt_state, loss_fn, axis_name
   )
-  return new, metrics
+  return state.replace(step=state.step + 1, d_params=d_params, d_opt_state=d_opt_state), metrics
 
 
 def g_step(setup: Setup, state: TrainState, batch: dict, axis_name: str | None = None):
@@ -182,15 +185,10 @@ def g_step(setup: Setup, state: TrainState, batch: dict, axis_name: str | None =
     )
     return parts["g_loss"], parts
 
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.g_params)
-  grads, metrics = _sync((grads, metrics), axis_name)
-  updates, g_opt_state = setup.g_opt.update(grads, state.g_opt_state, state.g_params)
-  new = state.replace(
-    step=state.step + 1,
-    g_params=optax.apply_updates(state.g_params, updates),
-    g_opt_state=g_opt_state,
+  g_params, g_opt_state, metrics = _update(
+    setup.g_opt, state.g_params, state.g_opt_state, loss_fn, axis_name
   )
-  return new, metrics
+  return state.replace(step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state), metrics
 
 
 def diagnostics(setup: Setup, g_params, x: jax.Array) -> dict[str, jax.Array]:
