@@ -141,7 +141,7 @@ class BuildConfig:
     if self.out_dir:
       return self.out_dir
     f = self.features
-    frontend = f"mel{f.n_mels}" if f.n_mels else "linear"
+    frontend = "mel" if f.n_mels else "linear"
     return f"data/{self.source}-{frontend}{f.n_bins}x{f.n_frames}"
 
 

@@ -84,4 +84,16 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.train.log_every = 50
   config.train.checkpoint_every = 500
   config.train.keep_checkpoints = 3
+
+  # Evaluation (the report's §3.2 and §4.2).
+  config.eval = ml_collections.ConfigDict()
+  config.eval.tests = ml_collections.ConfigDict()
+  config.eval.tests.all_labels = ()  # Report: all 15 genres; here all styles.
+  # Report: classical, edm (very different), rock, indie rock (similar). Ours:
+  # bach and essen_china (very different), irish and scottish (similar).
+  config.eval.tests.four_labels = ("bach", "essen_china", "irish", "scottish")
+  config.eval.seeds = 5  # Ours: clustering seeds per score (mean ± std).
+  config.eval.pca_components = 64  # Report: r = 64, the ALI embedding's size.
+  config.eval.pca_fit_max_segments = 4000  # Ours: bounds PCA's memory at 257 x 430.
+  config.eval.knn_k = 10  # Ours: retrieval precision@10.
   return config

@@ -1,4 +1,4 @@
-"""One experiment, end to end: dataset -> training -> (evaluation -> report).
+"""One experiment, end to end: dataset -> training -> evaluation -> report.
 
 `launch.py` parses flags and calls `run`; everything here is importable and
 testable without absl.
@@ -13,7 +13,7 @@ import ml_collections
 from absl import logging
 
 import data_prep
-from song2vec import input_pipeline, train
+from song2vec import evaluate, input_pipeline, train
 
 
 def ensure_dataset(data_config: ml_collections.ConfigDict) -> str:
@@ -57,5 +57,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   print(data_prep.summary(info.metadata, dataset_dir))
   logging.info("training %s in %s", config.name, workdir)
   state = train.train(config, workdir, info.shape, make_batch_fn(config, dataset_dir))
-  logging.info("loss curves: %s", os.path.join(workdir, "loss_curves.png"))
+  rows = evaluate.evaluate(config, workdir, dataset_dir)
+  print(evaluate.markdown_table(rows, "segment"))
+  print(f"report: {os.path.join(workdir, 'report', 'report.md')}")
   return state

@@ -37,3 +37,58 @@ def loss_curves(records: list[dict], path: str, title: str = "ALI training") -> 
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
+
+
+def score_bars(rows: list[dict], path: str) -> str:
+  """Grouped bars of V-measure and AMI (segment level) with std error bars, per test."""
+  rows = [r for r in rows if r["level"] == "segment"]
+  tests = list(dict.fromkeys(r["test"] for r in rows))
+  names = list(dict.fromkeys(r["embedding"] for r in rows))
+  series = [(a, m) for a in ("kmeans", "gmm") for m in ("v_measure", "ami")]
+  fig, axes = plt.subplots(1, len(tests), figsize=(6 * len(tests), 4), squeeze=False)
+  width = 0.8 / len(series)
+  by = {(r["test"], r["embedding"], r["algorithm"]): r for r in rows}
+  for ax, test in zip(axes[0], tests, strict=True):
+    x = np.arange(len(names))
+    for i, (algorithm, metric) in enumerate(series):
+      means = [by[(test, n, algorithm)][f"{metric}_mean"] for n in names]
+      stds = [by[(test, n, algorithm)][f"{metric}_std"] for n in names]
+      label = (
+        f"{'k-means' if algorithm == 'kmeans' else 'GMM'} {'V' if metric == 'v_measure' else 'AMI'}"
+      )
+      ax.bar(
+        x + (i - len(series) / 2 + 0.5) * width, means, width, yerr=stds, label=label, capsize=2
+      )
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_title(test)
+    ax.set_ylabel("score (mean ± std over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+  axes[0][0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def tsne_pair(embeddings: dict, labels: list[str], path: str, *, seed: int, title: str) -> str:
+  """t-SNE of each embedding side by side, coloured by label (Figures 5-7)."""
+  from sklearn.manifold import TSNE
+
+  names = sorted(set(labels))
+  colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+  fig, axes = plt.subplots(1, len(embeddings), figsize=(6 * len(embeddings), 5.5), squeeze=False)
+  for ax, (name, emb) in zip(axes[0], embeddings.items(), strict=True):
+    perplexity = min(30.0, max(2.0, (len(emb) - 1) / 3))
+    xy = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(emb)
+    for i, label in enumerate(names):
+      keep = np.array([lab == label for lab in labels])
+      ax.scatter(xy[keep, 0], xy[keep, 1], s=6, color=colours(i), label=label)
+    ax.set_title(name)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  axes[0][-1].legend(markerscale=3, fontsize=8, loc="best")
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

@@ -1,0 +1,127 @@
+"""Embeddings of test segments: Raw, PCA-r, MFCC statistics, random encoder, ALI.
+
+Everything here takes arrays of normalised spectrograms (as the input pipeline
+yields them) and returns [n, d] float32 embeddings; song-level embeddings are
+the mean over a song's segments. No training code is imported: the ALI
+encoder is rebuilt from the config and its parameters read from the
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import librosa
+import ml_collections
+import numpy as np
+from sklearn.decomposition import PCA
+
+from song2vec import input_pipeline, models
+
+
+@dataclasses.dataclass
+class Segments:
+  """All examples of one split, in file order."""
+
+  x: np.ndarray  # [n, bins, frames] float32, normalised per bin.
+  labels: np.ndarray  # [n] int
+  song_ids: np.ndarray  # [n] str
+  label_names: tuple[str, ...]
+
+
+def load_segments(dataset_dir: str, split: str, max_examples: int = 0, seed: int = 0) -> Segments:
+  """Reads a split; with max_examples > 0, a seeded subsample of whole batches' examples."""
+  info = input_pipeline.load_info(dataset_dir)
+  xs, labels, songs = [], [], []
+  for batch in input_pipeline.eval_iterator(
+    dataset_dir, 256, split=split, keys=("spectrogram", "label", "song_id")
+  ):
+    keep = batch["mask"] > 0
+    xs.append(batch["spectrogram"][keep])
+    labels.append(batch["label"][keep])
+    songs.append(np.array([s.decode() for s in batch["song_id"][keep]]))
+  seg = Segments(np.concatenate(xs), np.concatenate(labels), np.concatenate(songs), info.labels)
+  if max_examples and len(seg.x) > max_examples:
+    idx = np.sort(np.random.default_rng(seed).choice(len(seg.x), max_examples, replace=False))
+    seg = Segments(seg.x[idx], seg.labels[idx], seg.song_ids[idx], seg.label_names)
+  return seg
+
+
+def raw(x: np.ndarray) -> np.ndarray:
+  """The report's Raw embedding: the flattened spectrogram (float32)."""
+  return x.reshape(len(x), -1).astype(np.float32, copy=False)
+
+
+def fit_pca(train_x: np.ndarray, components: int, seed: int) -> PCA:
+  """PCA-r fitted on (a subsample of) the train split; randomized SVD keeps
+  110,510-dimensional inputs within memory."""
+  return PCA(components, svd_solver="randomized", random_state=seed).fit(raw(train_x))
+
+
+def mfcc_stats(x: np.ndarray, info: input_pipeline.DatasetInfo, n_mfcc: int = 20) -> np.ndarray:
+  """Mean and std over frames of 20 MFCCs and their deltas: [n, 4 * n_mfcc].
+
+  Computed from the stored spectrograms (undo the normalisation and the log,
+  map linear bins to mel bands (128 for 257 bins), then librosa's MFCC), so no audio is needed.
+  """
+  f = info.metadata["features"]
+  log_mag = x * info.std[None, :, None] + info.mean[None, :, None]
+  mag = np.exp(log_mag)
+  if not f["n_mels"]:
+    n_mels = min(128, mag.shape[1] // 2)  # 128 for 257 bins; fewer for tiny FFTs.
+    mel_basis = librosa.filters.mel(sr=f["sample_rate"], n_fft=f["n_fft"], n_mels=n_mels)
+    mag = np.einsum("mf,nft->nmt", mel_basis, mag)
+  log_power = librosa.power_to_db(np.square(mag), ref=1.0)
+  mfcc = librosa.feature.mfcc(S=log_power, n_mfcc=n_mfcc)  # [n, n_mfcc, frames]
+  frames = mfcc.shape[-1]
+  width = min(9, frames if frames % 2 else frames - 1)  # Odd, at most the frame count.
+  delta = librosa.feature.delta(mfcc, width=width) if width >= 3 else np.zeros_like(mfcc)
+  feats = [mfcc.mean(-1), mfcc.std(-1), delta.mean(-1), delta.std(-1)]
+  return np.concatenate(feats, axis=1).astype(np.float32)
+
+
+def encode(
+  model_config: ml_collections.ConfigDict, shape, encoder_params, x: np.ndarray, batch: int = 256
+) -> np.ndarray:
+  """G_z(x) for every segment (mu for a stochastic encoder)."""
+  encoder, _, _ = models.make_models(model_config, shape)
+  apply = jax.jit(lambda p, xb: encoder.apply(p, xb))
+  out = []
+  for i in range(0, len(x), batch):
+    z = apply(encoder_params, jnp.asarray(x[i : i + batch]))
+    out.append(np.asarray(z[0] if encoder.stochastic else z))
+  return np.concatenate(out).astype(np.float32)
+
+
+def random_encoder_params(model_config: ml_collections.ConfigDict, shape, seed: int):
+  """An untrained encoder's parameters: the control for what the architecture alone gives."""
+  encoder, _, _ = models.make_models(model_config, shape)
+  return encoder.init(jax.random.key(seed), jnp.zeros((1, *shape), jnp.float32))
+
+
+def trained_encoder_params(workdir: str) -> tuple[dict, int]:
+  """The encoder parameters of the latest checkpoint in workdir, and its step."""
+  import orbax.checkpoint as ocp
+
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  manager = ocp.CheckpointManager(directory)
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {directory}: train first (python launch.py ...)")
+  restored = manager.restore(step)
+  manager.close()
+  return restored["g_params"]["encoder"], step
+
+
+def song_means(emb: np.ndarray, song_ids: np.ndarray, labels: np.ndarray):
+  """Song-level embeddings: the mean of each song's segments (first-seen order)."""
+  songs, index = np.unique(song_ids, return_inverse=True)
+  sums = np.zeros((len(songs), emb.shape[1]), np.float64)
+  np.add.at(sums, index, emb)
+  counts = np.bincount(index, minlength=len(songs))[:, None]
+  song_labels = np.zeros(len(songs), labels.dtype)
+  song_labels[index] = labels
+  return (sums / counts).astype(np.float32), song_labels, songs

@@ -1,0 +1,100 @@
+"""Clustering scores, retrieval, embeddings and the report of a tiny run."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+from test_build import make_config
+from test_train import tiny_config
+
+from data_prep import builder
+from song2vec import embed, evaluate, train
+
+
+def test_scores_match_scikit_learn_on_known_partitions():
+  labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+  clusters = np.array([1, 1, 0, 0, 0, 0, 2, 2, 2])
+  s = evaluate.score(labels, clusters)
+  assert s["v_measure"] == pytest.approx(skm.v_measure_score(labels, clusters))
+  assert s["ami"] == pytest.approx(skm.adjusted_mutual_info_score(labels, clusters))
+  assert s["nmi"] == pytest.approx(skm.normalized_mutual_info_score(labels, clusters))
+  assert s["ari"] == pytest.approx(skm.adjusted_rand_score(labels, clusters))
+  perfect = evaluate.score(labels, np.array([5, 5, 5, 3, 3, 3, 4, 4, 4]))  # Relabelled.
+  assert all(v == pytest.approx(1.0) for v in perfect.values())
+
+
+@pytest.mark.parametrize("algorithm", ["kmeans", "gmm"])
+def test_separable_embedding_scores_one_and_random_scores_zero(algorithm):
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(4), 40)
+  centres = 20 * rng.standard_normal((4, 8))
+  separable = centres[labels] + rng.standard_normal((160, 8))
+  s = evaluate.clustering_scores(separable, labels, algorithm, seeds=3)
+  assert s["v_measure"][0] > 0.95 and s["ami"][0] > 0.95
+  assert abs(s["chance_ami"]) < 0.05
+  noise = evaluate.clustering_scores(rng.standard_normal((160, 8)), labels, algorithm, seeds=3)
+  assert abs(noise["ami"][0]) < 0.05 and noise["v_measure"][0] < 0.1
+
+
+def test_knn_precision_never_counts_the_querys_own_song():
+  # Two songs per label, three segments each; a song's segments are identical.
+  emb = np.repeat(np.array([[0.0], [0.1], [10.0], [10.1]]), 3, axis=0)
+  labels = np.repeat(np.array([0, 0, 1, 1]), 3)
+  songs = np.repeat(np.array(["a", "b", "c", "d"]), 3)
+  # k=3: the 3 nearest other-song segments are the other song of the same label.
+  assert evaluate.knn_precision(emb, labels, songs, k=3) == 1.0
+  # Here each song's nearest other song has the other label: precision 0,
+  # although each query's own (same-label) segments are nearer still.
+  mixed = np.repeat(np.array([[0.0], [10.0], [0.1], [10.1]]), 3, axis=0)
+  assert evaluate.knn_precision(mixed, labels, songs, k=3) == 0.0
+
+
+def test_song_means_average_segments():
+  emb = np.array([[1.0], [3.0], [10.0]], np.float32)
+  means, labels, songs = embed.song_means(emb, np.array(["x", "x", "y"]), np.array([2, 2, 5]))
+  assert list(songs) == ["x", "y"] and list(labels) == [2, 5]
+  np.testing.assert_allclose(means[:, 0], [2.0, 10.0])
+
+
+def test_report_renders_from_a_tiny_run(genre_tree, tmp_path):
+  out = tmp_path / "ds"
+  builder.build(make_config(genre_tree, out))
+  config = tiny_config(num_steps=3, log_every=3)
+  config.eval.tests = {"all_labels": (), "two": ("low", "high")}
+  config.eval.seeds = 2
+  config.eval.pca_components = 4
+  config.data.out_dir = str(out)
+  workdir = str(tmp_path / "run")
+  from song2vec import input_pipeline
+
+  info = input_pipeline.load_info(str(out))
+  train.train(
+    config,
+    workdir,
+    info.shape,
+    lambda s: input_pipeline.train_iterator(str(out), 4, keys=("spectrogram",)),
+  )
+  rows = evaluate.evaluate(config, workdir, str(out))
+  names = {r["embedding"] for r in rows}
+  assert names == {"Raw", "PCA-4", "MFCC stats", "Random encoder", "ALI"}
+  assert {r["test"] for r in rows} == {"all_labels", "two"}
+  assert {r["level"] for r in rows} == {"segment", "song"}
+  report = os.path.join(workdir, "report")
+  for name in (
+    "report.md",
+    "clustering.csv",
+    "clustering_segment.md",
+    "clustering_bars.png",
+    "tsne_two.png",
+  ):
+    assert os.path.getsize(os.path.join(report, name)) > 0
+  text = open(os.path.join(report, "report.md")).read()
+  assert "**On this data, ALI" in text and "| ALI |" in text
+  # Re-running evaluation alone from the run folder.
+  config_json = os.path.join(workdir, "config.json")
+  with open(config_json, "w") as f:
+    f.write(config.to_json_best_effort())
+  assert evaluate.main([f"--workdir={workdir}"]) == 0
