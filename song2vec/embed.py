@@ -30,23 +30,37 @@ class Segments:
   labels: np.ndarray  # [n] int
   song_ids: np.ndarray  # [n] str
   label_names: tuple[str, ...]
+  years: np.ndarray  # [n] int, -1 where unknown.
+
+  def take(self, idx: np.ndarray) -> Segments:
+    return Segments(
+      self.x[idx], self.labels[idx], self.song_ids[idx], self.label_names, self.years[idx]
+    )
 
 
 def load_segments(dataset_dir: str, split: str, max_examples: int = 0, seed: int = 0) -> Segments:
   """Reads a split; with max_examples > 0, a seeded subsample of whole batches' examples."""
   info = input_pipeline.load_info(dataset_dir)
-  xs, labels, songs = [], [], []
+  xs, labels, songs, years = [], [], [], []
   for batch in input_pipeline.eval_iterator(
-    dataset_dir, 256, split=split, keys=("spectrogram", "label", "song_id")
+    dataset_dir, 256, split=split, keys=("spectrogram", "label", "song_id", "year")
   ):
     keep = batch["mask"] > 0
     xs.append(batch["spectrogram"][keep])
     labels.append(batch["label"][keep])
     songs.append(np.array([s.decode() for s in batch["song_id"][keep]]))
-  seg = Segments(np.concatenate(xs), np.concatenate(labels), np.concatenate(songs), info.labels)
+    years.append(batch["year"][keep])
+  seg = Segments(
+    np.concatenate(xs),
+    np.concatenate(labels),
+    np.concatenate(songs),
+    info.labels,
+    np.concatenate(years),
+  )
   if max_examples and len(seg.x) > max_examples:
-    idx = np.sort(np.random.default_rng(seed).choice(len(seg.x), max_examples, replace=False))
-    seg = Segments(seg.x[idx], seg.labels[idx], seg.song_ids[idx], seg.label_names)
+    seg = seg.take(
+      np.sort(np.random.default_rng(seed).choice(len(seg.x), max_examples, replace=False))
+    )
   return seg
 
 

@@ -1,6 +1,7 @@
 r"""Clustering evaluation and the run's report (the report's §3.2 and §4.2).
 
     python -m song2vec.evaluate --workdir=runs/ali_lsgan     # re-run on the latest checkpoint
+    python -m song2vec.evaluate --aggregate runs/a runs/b    # mean ± std across runs (seeds)
 
 For each embedding (Raw, PCA-r, MFCC statistics, random encoder, ALI) and each
 test in `config.eval.tests`, cluster into k = number of labels with k-means
@@ -301,11 +302,25 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test) -> str:
     lines += [f"![t-SNE {test_name}](tsne_{test_name}.png)", ""]
   if os.path.exists(os.path.join(out, "loss_curves.png")):
     lines += ["## Training (the report's Figure 3)", "", "![loss curves](loss_curves.png)", ""]
-  lines += [
-    "The report's Figure 8 (a 2-D PCA of embeddings coloured by year or album order) "
-    "is not drawn yet: the embedded corpus has no such field.",
-    "",
-  ]
+  known = test.years >= 0
+  if known.any():
+    song_emb, _, songs = embed.song_means(
+      embeddings["ALI"][known], test.song_ids[known], test.labels[known]
+    )
+    year_of = dict(zip(test.song_ids[known], test.years[known], strict=True))
+    plots.pca_by_value(
+      song_emb,
+      np.array([year_of[s] for s in songs]),
+      os.path.join(out, "pca_year.png"),
+      title="ALI song embeddings, first two principal components, coloured by year",
+    )
+    lines += ["## Songs by year (the report's Figure 8)", "", "![PCA by year](pca_year.png)", ""]
+  else:
+    lines += [
+      "No song in the test split has a year, so the report's Figure 8 (a 2-D PCA of "
+      "song embeddings coloured by year) is not drawn.",
+      "",
+    ]
   lines += [
     "## Config",
     "",
@@ -321,14 +336,49 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test) -> str:
   return path
 
 
+def aggregate(workdirs: list[str], level: str = "segment") -> str:
+  """Mean ± std across runs (e.g. training seeds) of each run's mean scores.
+
+  Spread across training seeds is the one that matters for a claim about
+  ALI; the ± inside a single report is only over clustering seeds.
+  """
+  runs: dict[tuple, list[tuple[float, float]]] = {}
+  for workdir in workdirs:
+    with open(os.path.join(workdir, "report", "clustering.csv")) as f:
+      for r in csv.DictReader(f):
+        if r["level"] == level:
+          key = (r["test"], r["embedding"], r["algorithm"])
+          runs.setdefault(key, []).append((float(r["v_measure_mean"]), float(r["ami_mean"])))
+  tests = list(dict.fromkeys(k[0] for k in runs))
+  names = list(dict.fromkeys(k[1] for k in runs))
+  head = ["embedding"] + [f"{t} {a} {m}" for t in tests for a in ALGORITHMS for m in ("V", "AMI")]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for name in names:
+    cells = [name]
+    for t in tests:
+      for a in ALGORITHMS:
+        values = np.array(runs[(t, name, a)])
+        cells += [_fmt(values[:, i].mean(), values[:, i].std()) for i in (0, 1)]
+    lines.append("| " + " | ".join(cells) + " |")
+  return f"{len(workdirs)} runs, {level} level, mean ± std across runs\n\n" + "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
   import argparse
 
   parser = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  parser.add_argument("--workdir", required=True, help="a run folder written by launch.py")
+  group = parser.add_mutually_exclusive_group(required=True)
+  group.add_argument("--workdir", help="a run folder written by launch.py")
+  group.add_argument(
+    "--aggregate", nargs="+", metavar="WORKDIR", help="runs whose reports to combine (mean ± std)"
+  )
+  parser.add_argument("--level", default="segment", choices=("segment", "song"))
   args = parser.parse_args(argv)
+  if args.aggregate:
+    print(aggregate(args.aggregate, args.level))
+    return 0
   path = os.path.join(args.workdir, "config.json")
   if not os.path.exists(path):
     print(f"error: {path} not found: not a launch.py run folder", file=sys.stderr)

@@ -92,3 +92,20 @@ def tsne_pair(embeddings: dict, labels: list[str], path: str, *, seed: int, titl
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
+
+
+def pca_by_value(emb: np.ndarray, values: np.ndarray, path: str, *, title: str) -> str:
+  """Figure 8: the first two principal components, coloured by a number (year)."""
+  from sklearn.decomposition import PCA
+
+  xy = PCA(2).fit_transform(emb) if len(emb) > 2 else np.zeros((len(emb), 2))
+  fig, ax = plt.subplots(figsize=(7, 5.5))
+  points = ax.scatter(xy[:, 0], xy[:, 1], c=values, cmap="viridis", s=14)
+  fig.colorbar(points, ax=ax, label="year")
+  ax.set_xlabel("PC 1")
+  ax.set_ylabel("PC 2")
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

@@ -60,8 +60,14 @@ def test_song_means_average_segments():
 
 
 def test_report_renders_from_a_tiny_run(genre_tree, tmp_path):
+  # A CSV source with years, so the Figure 8 plot is drawn too.
+  files = sorted(p for p in genre_tree.rglob("*.*"))
+  rows = [f"{p},{p.parent.name},,,,{1990 + i}" for i, p in enumerate(files)]
+  (tmp_path / "songs.csv").write_text(
+    "path,genre,song_id,artist,album,year\n" + "\n".join(rows) + "\n"
+  )
   out = tmp_path / "ds"
-  builder.build(make_config(genre_tree, out))
+  builder.build(make_config(tmp_path / "songs.csv", out, source="csv"))
   config = tiny_config(num_steps=3, log_every=3)
   config.eval.tests = {"all_labels": (), "two": ("low", "high")}
   config.eval.seeds = 2
@@ -89,6 +95,7 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path):
     "clustering_segment.md",
     "clustering_bars.png",
     "tsne_two.png",
+    "pca_year.png",
   ):
     assert os.path.getsize(os.path.join(report, name)) > 0
   text = open(os.path.join(report, "report.md")).read()
@@ -98,3 +105,6 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path):
   with open(config_json, "w") as f:
     f.write(config.to_json_best_effort())
   assert evaluate.main([f"--workdir={workdir}"]) == 0
+  combined = evaluate.aggregate([workdir, workdir])
+  assert combined.startswith("2 runs, segment level")
+  assert "| ALI |" in combined and "± 0.000" in combined  # Same run twice: no spread.
