@@ -98,6 +98,23 @@ def _subset(seg: embed.Segments, names) -> np.ndarray:
   return np.flatnonzero(np.isin(seg.labels, wanted))
 
 
+def usable_tests(tests, label_names) -> tuple[dict, list[str]]:
+  """The configured tests whose labels all exist in the dataset, and a note per
+  skipped one (the default four-style test means nothing on, say, GTZAN)."""
+  usable, notes = {}, []
+  for name, labels in tests.items():
+    unknown = sorted(set(labels) - set(label_names))
+    if unknown:
+      notes.append(
+        f"test {name} skipped: labels {unknown} are not in this dataset "
+        f"(set --config.eval.tests.{name} to labels it has: {list(label_names)})"
+      )
+      logging.warning(notes[-1])
+    else:
+      usable[name] = list(labels)
+  return usable, notes
+
+
 def compute_embeddings(config, workdir: str, dataset_dir: str) -> tuple[dict, embed.Segments, int]:
   """Every embedding of the test split, keyed by name; and the checkpoint step."""
   info = input_pipeline.load_info(dataset_dir)
@@ -128,8 +145,9 @@ def evaluate(config, workdir: str, dataset_dir: str) -> list[dict]:
   start = time.perf_counter()
   embeddings, test, step = compute_embeddings(config, workdir, dataset_dir)
   rows = []
-  for test_name, names in config.eval.tests.items():
-    idx = _subset(test, list(names))
+  tests, notes = usable_tests(config.eval.tests, test.label_names)
+  for test_name, names in tests.items():
+    idx = _subset(test, names)
     for level in ("segment", "song"):
       for emb_name, emb in embeddings.items():
         e, labels, songs = emb[idx], test.labels[idx], test.song_ids[idx]
@@ -156,7 +174,7 @@ def evaluate(config, workdir: str, dataset_dir: str) -> list[dict]:
             }
           )
   logging.info("evaluation took %.1f s", time.perf_counter() - start)
-  _write_report(config, workdir, dataset_dir, rows, embeddings, test)
+  _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, notes)
   return rows
 
 
@@ -240,7 +258,7 @@ def _describe_tests(tests) -> str:
   return ", ".join(f"{name} = {list(labels) or 'all labels'}" for name, labels in tests.items())
 
 
-def _write_report(config, workdir, dataset_dir, rows, embeddings, test) -> str:
+def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, notes) -> str:
   out = os.path.join(workdir, "report")
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, "clustering.csv"), "w", newline="") as f:
@@ -253,8 +271,8 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test) -> str:
       f.write(text + "\n")
   figures = {"bars": plots.score_bars(rows, os.path.join(out, "clustering_bars.png"))}
   pca_name = next(n for n in embeddings if n.startswith("PCA"))
-  for test_name, names in config.eval.tests.items():
-    idx = _subset(test, list(names))
+  for test_name, names in tests.items():
+    idx = _subset(test, names)
     labels = [test.label_names[i] for i in test.labels[idx]]
     figures[f"tsne_{test_name}"] = plots.tsne_pair(
       {"ALI": embeddings["ALI"][idx], pca_name: embeddings[pca_name][idx]},
@@ -281,7 +299,8 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test) -> str:
     f"each over {config.eval.seeds} seeds: mean ± std; chance = the same clusterings "
     "scored against shuffled labels; kNN p@10 = share of same-label items among the 10 "
     "nearest, the query's own song excluded (chance row: 1/labels)",
-    f"- tests: {_describe_tests(config.eval.tests)}",
+    f"- tests: {_describe_tests(tests)}",
+    *[f"- {note}" for note in notes],
     "",
     "## Verdict",
     "",
@@ -298,7 +317,7 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test) -> str:
     "![scores](clustering_bars.png)",
     "",
   ]
-  for test_name in config.eval.tests:
+  for test_name in tests:
     lines += [f"![t-SNE {test_name}](tsne_{test_name}.png)", ""]
   if os.path.exists(os.path.join(out, "loss_curves.png")):
     lines += ["## Training (the report's Figure 3)", "", "![loss curves](loss_curves.png)", ""]

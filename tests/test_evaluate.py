@@ -69,7 +69,7 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path):
   out = tmp_path / "ds"
   builder.build(make_config(tmp_path / "songs.csv", out, source="csv"))
   config = tiny_config(num_steps=3, log_every=3)
-  config.eval.tests = {"all_labels": (), "two": ("low", "high")}
+  config.eval.tests = {"all_labels": (), "two": ("low", "high"), "absent": ("jazz", "low")}
   config.eval.seeds = 2
   config.eval.pca_components = 4
   config.data.out_dir = str(out)
@@ -100,6 +100,7 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path):
     assert os.path.getsize(os.path.join(report, name)) > 0
   text = open(os.path.join(report, "report.md")).read()
   assert "**On this data, ALI" in text and "| ALI |" in text
+  assert "test absent skipped: labels ['jazz'] are not in this dataset" in text
   # Re-running evaluation alone from the run folder.
   config_json = os.path.join(workdir, "config.json")
   with open(config_json, "w") as f:
