@@ -109,3 +109,14 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path):
   combined = evaluate.aggregate([workdir, workdir])
   assert combined.startswith("2 runs, segment level")
   assert "| ALI |" in combined and "± 0.000" in combined  # Same run twice: no spread.
+
+
+def test_load_segments_subsamples_while_reading(genre_tree, tmp_path):
+  out = tmp_path / "ds"
+  meta = builder.build(make_config(genre_tree, out))
+  everything = embed.load_segments(str(out), "train")
+  assert len(everything.x) == meta["splits"]["train"]["examples"]
+  some = embed.load_segments(str(out), "train", max_examples=10, seed=1)
+  assert len(some.x) <= 10 and set(some.song_ids) <= set(everything.song_ids)
+  again = embed.load_segments(str(out), "train", max_examples=10, seed=1)
+  np.testing.assert_array_equal(some.x, again.x)
