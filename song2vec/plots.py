@@ -109,3 +109,22 @@ def pca_by_value(emb: np.ndarray, values: np.ndarray, path: str, *, title: str) 
   fig.savefig(path, dpi=120)
   plt.close(fig)
   return path
+
+
+def sweep_bars(rows: list[dict], keys: list[str], path: str) -> str:
+  """One bar group per sweep point: ALI's scores (mean ± std over seeds)."""
+  fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4))
+  x = np.arange(len(rows))
+  width = 0.8 / max(1, len(keys))
+  for i, key in enumerate(keys):
+    means = [r[key][0] if key in r else np.nan for r in rows]
+    stds = [r[key][1] if key in r else 0.0 for r in rows]
+    ax.bar(x + (i - len(keys) / 2 + 0.5) * width, means, width, yerr=stds, label=key, capsize=2)
+  ax.set_xticks(x, [r["point"] for r in rows], rotation=30, ha="right")
+  ax.set_ylabel("ALI score (k-means, segments)")
+  ax.legend(fontsize=8)
+  ax.grid(axis="y", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path

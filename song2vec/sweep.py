@@ -1,0 +1,176 @@
+r"""Runs a sweep defined as data, one point after another, and aggregates it.
+
+    python -m song2vec.sweep --sweep=experiments/ablations.py            # every point
+    python -m song2vec.sweep --sweep=experiments/ablations.py --index=3  # one point (for a scheduler)
+    python -m song2vec.sweep --sweep=experiments/ablations.py --aggregate_only
+
+A sweep file has `get_config(arg)` (the base config) and `get_sweep(arg)`, a
+list of points `{"name": str, "overrides": {"dotted.key": value}}`. Each point
+runs in `<root>/<name>` through `experiment.run` (data, training, evaluation,
+report). A point whose report exists is skipped; a point that crashes leaves
+`FAILED` (the traceback) in its folder and the sweep carries on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import importlib.util
+import os
+import sys
+import traceback
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from song2vec.metric_writers import read_jsonl
+
+TAIL = 0.2  # "Final" losses and collapse look at the last 20 % of logged steps.
+COLLAPSE_ACCURACY = 0.99  # D "won": its accuracy above this over that tail.
+
+
+def load_sweep(path: str, arg: str):
+  spec = importlib.util.spec_from_file_location("_sweep", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg), module.get_sweep(arg)
+
+
+def apply_overrides(base: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
+  """A copy of base with each dotted key set; an unknown key is an error."""
+  config = ml_collections.ConfigDict(base.to_dict())
+  for key, value in overrides.items():
+    parts = key.split(".")
+    node = config
+    for part in parts[:-1]:
+      if part not in node:
+        raise KeyError(f"sweep override {key!r}: no field {part!r}")
+      node = node[part]
+    if parts[-1] not in node:
+      raise KeyError(f"sweep override {key!r}: no field {parts[-1]!r}")
+    node[parts[-1]] = value
+  return config
+
+
+def run_point(point: dict, base, root: str) -> str:
+  """Runs one point unless done; returns "done", "skipped" or "failed"."""
+  from song2vec import experiment
+
+  workdir = os.path.join(root, point["name"])
+  if os.path.exists(os.path.join(workdir, "report", "clustering.csv")):
+    return "skipped"
+  os.makedirs(workdir, exist_ok=True)
+  failed = os.path.join(workdir, "FAILED")
+  if os.path.exists(failed):
+    os.remove(failed)
+  try:
+    config = apply_overrides(base, point["overrides"])
+    config.name = f"{config.name} / {point['name']}"
+    experiment.run(config, workdir)
+  except Exception:  # Record it and carry on with the other points.
+    with open(failed, "w") as f:
+      f.write(traceback.format_exc())
+    logging.error("sweep point %s failed; see %s", point["name"], failed)
+    return "failed"
+  return "done"
+
+
+def _tail(records: list[dict], key: str) -> float:
+  values = [r[key] for r in records if key in r]
+  if not values:
+    return float("nan")
+  return float(np.mean(values[-max(1, int(round(TAIL * len(values)))) :]))
+
+
+def aggregate(root: str, points: list[dict]) -> list[dict]:
+  """One row per point name with its seeds folded in (names end in -seed<N>)."""
+  groups: dict[str, list[str]] = collections.defaultdict(list)
+  for p in points:
+    groups[p["name"].rsplit("-seed", 1)[0]].append(os.path.join(root, p["name"]))
+  rows = []
+  for name, dirs in groups.items():
+    row: dict = {"point": name, "runs": len(dirs), "failed": 0}
+    finals = collections.defaultdict(list)
+    scores = collections.defaultdict(list)
+    for d in dirs:
+      if os.path.exists(os.path.join(d, "FAILED")):
+        row["failed"] += 1
+        continue
+      records = read_jsonl(os.path.join(d, "metrics.jsonl"))
+      for key in ("d_loss", "g_loss", "d_accuracy"):
+        finals[key].append(_tail(records, key))
+      path = os.path.join(d, "report", "clustering.csv")
+      if os.path.exists(path):
+        with open(path) as f:
+          for r in csv.DictReader(f):
+            if r["embedding"] == "ALI" and r["level"] == "segment" and r["algorithm"] == "kmeans":
+              scores[f"{r['test']} V"].append(float(r["v_measure_mean"]))
+              scores[f"{r['test']} AMI"].append(float(r["ami_mean"]))
+    for key, values in finals.items():
+      row[f"final_{key}"] = float(np.mean(values))
+    accuracies = finals.get("d_accuracy", [])
+    row["d_collapsed"] = f"{sum(a > COLLAPSE_ACCURACY for a in accuracies)}/{len(accuracies)}"
+    for key, values in scores.items():
+      row[key] = (float(np.mean(values)), float(np.std(values)))
+    rows.append(row)
+  return rows
+
+
+def write_tables(rows: list[dict], root: str) -> str:
+  """sweep.md, sweep.csv and sweep.png in root; returns the Markdown."""
+  keys = sorted({k for r in rows for k in r if isinstance(r.get(k), tuple)})
+  head = ["point", "runs", "failed", "final d_loss", "final g_loss", "D collapsed", *keys]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in rows:
+    cells = [r["point"], str(r["runs"]), str(r["failed"])]
+    cells += [
+      f"{r.get('final_d_loss', float('nan')):.3f}",
+      f"{r.get('final_g_loss', float('nan')):.3f}",
+    ]
+    cells.append(r["d_collapsed"])
+    cells += [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" if k in r else "–" for k in keys]
+    lines.append("| " + " | ".join(cells) + " |")
+  text = (
+    f"ALI, k-means, segment level, mean ± std over seeds. D collapsed: runs whose D accuracy "
+    f"over the last {TAIL:.0%} of logged steps exceeded {COLLAPSE_ACCURACY}.\n\n" + "\n".join(lines)
+  )
+  with open(os.path.join(root, "sweep.md"), "w") as f:
+    f.write(text + "\n")
+  with open(os.path.join(root, "sweep.csv"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(head)
+    for line in lines[2:]:
+      writer.writerow([c.strip() for c in line.strip("|").split("|")])
+  from song2vec import plots
+
+  plots.sweep_bars(rows, keys, os.path.join(root, "sweep.png"))
+  return text
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument("--sweep", required=True, help="sweep file with get_config and get_sweep")
+  parser.add_argument("--arg", default="cpu", help="preset passed to get_config/get_sweep")
+  parser.add_argument("--root", default="", help="runs folder (default runs/<sweep file name>)")
+  parser.add_argument("--index", type=int, default=None, help="run only this point")
+  parser.add_argument("--aggregate_only", action="store_true", help="only rebuild the tables")
+  args = parser.parse_args(argv)
+  base, points = load_sweep(args.sweep, args.arg)
+  root = args.root or os.path.join("runs", os.path.splitext(os.path.basename(args.sweep))[0])
+  os.makedirs(root, exist_ok=True)
+  if not args.aggregate_only:
+    chosen = range(len(points)) if args.index is None else [args.index]
+    for i in chosen:
+      status = run_point(points[i], base, root)
+      logging.info("sweep point %d/%d %s: %s", i + 1, len(points), points[i]["name"], status)
+  if args.index is None:
+    print(write_tables(aggregate(root, points), root))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,68 @@
+"""The sweep runner: every point in its own folder, skips, crash records, tables."""
+
+from __future__ import annotations
+
+import os
+
+from experiments import ablations
+from song2vec import sweep
+
+SWEEP_FILE = """
+from test_train import tiny_config
+
+def get_config(arg):
+  c = tiny_config(num_steps=3, log_every=3, checkpoint_every=3)
+  c.data.source = "folder"
+  c.data.path = {path!r}
+  c.data.out_dir = {out!r}
+  c.data.workers = 1
+  c.data.features.update(dict(sample_rate=8000, n_fft=128, hop_length=64, n_mels=0,
+                              segment_seconds=0.2, segments_per_song=3))
+  c.eval.tests = {{"all_labels": ()}}
+  c.eval.seeds = 1
+  c.eval.pca_components = 2
+  return c
+
+def get_sweep(arg):
+  return [
+    {{"name": "plain-seed0", "overrides": {{"seed": 0}}}},
+    {{"name": "plain-seed1", "overrides": {{"seed": 1}}}},
+    {{"name": "broken-seed0", "overrides": {{"loss.objective": "no_such_objective"}}}},
+  ]
+"""
+
+
+def test_ablations_cover_the_grid_and_each_stabiliser():
+  names = {p["name"].rsplit("-seed", 1)[0] for p in ablations.get_sweep()}
+  assert {f"{o}-g{r}" for o in ("sigmoid", "least_squares") for r in (1, 2, 4, 8)} <= names
+  assert {"no_label_swap", "no_label_smoothing", "no_instance_noise", "no_d_kernel_l2"} <= names
+  base = ablations.get_config()
+  for point in ablations.get_sweep():
+    sweep.apply_overrides(base, point["overrides"])  # Every key exists.
+
+
+def test_runner_runs_skips_records_crashes_and_aggregates(genre_tree, tmp_path):
+  path = tmp_path / "tiny_sweep.py"
+  path.write_text(SWEEP_FILE.format(path=str(genre_tree), out=str(tmp_path / "ds")))
+  root = tmp_path / "runs"
+  assert sweep.main([f"--sweep={path}", f"--root={root}"]) == 0
+  assert os.path.exists(root / "plain-seed0" / "report" / "report.md")
+  failed = (root / "broken-seed0" / "FAILED").read_text()
+  assert "no_such_objective" in failed
+  base, points = sweep.load_sweep(str(path), "cpu")
+  assert sweep.run_point(points[0], base, str(root)) == "skipped"
+  rows = {r["point"]: r for r in sweep.aggregate(str(root), points)}
+  assert rows["plain"]["runs"] == 2 and rows["plain"]["failed"] == 0
+  assert rows["broken"]["failed"] == 1
+  assert rows["plain"]["d_collapsed"].endswith("/2")
+  ami = rows["plain"]["all_labels AMI"]
+  assert len(ami) == 2 and -1 <= ami[0] <= 1
+  for name in ("sweep.md", "sweep.csv", "sweep.png"):
+    assert os.path.getsize(root / name) > 0
+
+
+def test_unknown_override_key_is_an_error():
+  import pytest
+
+  with pytest.raises(KeyError, match="no field 'objectiv'"):
+    sweep.apply_overrides(ablations.get_config(), {"loss.objectiv": "sigmoid"})
