@@ -4,13 +4,12 @@ python launch.py --config=experiments/ali_lsgan.py [--workdir=runs/x] [--config.
 """
 
 import importlib.util
-import logging as logging_lib
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -53,18 +52,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"error: unknown config key(s) {bad}: check the spelling against the config file")
 
 
-class _QuietOrbax(logging_lib.Filter):
-  """Drops orbax's INFO lines (several per checkpoint); keeps its warnings."""
-
-  def filter(self, record: logging_lib.LogRecord) -> bool:
-    return record.levelno >= logging_lib.WARNING or "/orbax/" not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_QuietOrbax())
   from song2vec import experiment
+
+  experiment.quiet_orbax_logs()
 
   config_file = config_flags.get_config_filename(flags.FLAGS["config"])
   name = os.path.splitext(os.path.basename(config_file))[0]

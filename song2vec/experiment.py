@@ -6,6 +6,7 @@ testable without absl.
 
 from __future__ import annotations
 
+import logging as logging_lib
 import os
 
 import jax
@@ -14,6 +15,18 @@ from absl import logging
 
 import data_prep
 from song2vec import evaluate, input_pipeline, train
+
+
+class _QuietOrbax(logging_lib.Filter):
+  """Drops orbax's INFO lines (several per checkpoint); keeps its warnings."""
+
+  def filter(self, record: logging_lib.LogRecord) -> bool:
+    return record.levelno >= logging_lib.WARNING or "/orbax/" not in record.pathname
+
+
+def quiet_orbax_logs() -> None:
+  """Keeps absl's INFO log readable for command-line entry points."""
+  logging.get_absl_handler().addFilter(_QuietOrbax())
 
 
 def ensure_dataset(data_config: ml_collections.ConfigDict) -> str:

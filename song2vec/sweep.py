@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--index", type=int, default=None, help="run only this point")
   parser.add_argument("--aggregate_only", action="store_true", help="only rebuild the tables")
   args = parser.parse_args(argv)
+  from song2vec import experiment
+
+  logging.set_verbosity(logging.INFO)
+  experiment.quiet_orbax_logs()
   base, points = load_sweep(args.sweep, args.arg)
   root = args.root or os.path.join("runs", os.path.splitext(os.path.basename(args.sweep))[0])
   os.makedirs(root, exist_ok=True)
