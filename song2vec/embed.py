@@ -137,7 +137,7 @@ def trained_encoder_params(workdir: str) -> tuple[dict, int]:
 
 
 def song_means(emb: np.ndarray, song_ids: np.ndarray, labels: np.ndarray):
-  """Song-level embeddings: the mean of each song's segments (first-seen order)."""
+  """Song-level embeddings: the mean of each song's segments, songs sorted by id."""
   songs, index = np.unique(song_ids, return_inverse=True)
   sums = np.zeros((len(songs), emb.shape[1]), np.float64)
   np.add.at(sums, index, emb)

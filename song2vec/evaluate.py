@@ -122,9 +122,10 @@ def compute_embeddings(config, workdir: str, dataset_dir: str) -> tuple[dict, em
   )
   params, step = embed.trained_encoder_params(workdir)
   pca = embed.fit_pca(train.x, ev.pca_components, config.seed)
+  flat = embed.raw(test.x)
   out = {
-    "Raw": embed.raw(test.x),
-    f"PCA-{ev.pca_components}": pca.transform(embed.raw(test.x)).astype(np.float32),
+    "Raw": flat,
+    f"PCA-{ev.pca_components}": pca.transform(flat).astype(np.float32),
     "MFCC stats": embed.mfcc_stats(test.x, info),
     "Random encoder": embed.encode(
       config.model,
@@ -175,6 +176,18 @@ def evaluate(config, workdir: str, dataset_dir: str) -> list[dict]:
   return rows
 
 
+def format_markdown(head: list[str], rows: list[list[str]]) -> str:
+  """A Markdown table from a header and rows of cell strings."""
+  lines = [head, ["---"] * len(head), *rows]
+  return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+def read_scores(workdir: str) -> list[dict]:
+  """The rows of a run's report/clustering.csv, as strings."""
+  with open(os.path.join(workdir, "report", "clustering.csv")) as f:
+    return list(csv.DictReader(f))
+
+
 def _fmt(mean: float, std: float) -> str:
   return f"{mean:.3f} ± {std:.3f}"
 
@@ -189,7 +202,7 @@ def markdown_table(rows: list[dict], level: str) -> str:
     for a in ALGORITHMS:
       head += [f"{t} {a} V", f"{t} {a} AMI"]
     head.append(f"{t} kNN p@10")
-  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  body = []
   by = {(r["test"], r["embedding"], r["algorithm"]): r for r in rows}
   for name in names:
     cells = [name]
@@ -198,7 +211,7 @@ def markdown_table(rows: list[dict], level: str) -> str:
         r = by[(t, name, a)]
         cells += [_fmt(r["v_measure_mean"], r["v_measure_std"]), _fmt(r["ami_mean"], r["ami_std"])]
       cells.append(f"{by[(t, name, ALGORITHMS[0])]['knn_p_at_k']:.3f}")
-    lines.append("| " + " | ".join(cells) + " |")
+    body.append(cells)
   chance = ["chance (shuffled labels)"]
   for t in tests:
     for a in ALGORITHMS:
@@ -206,8 +219,7 @@ def markdown_table(rows: list[dict], level: str) -> str:
       chance += [f"{r['chance_v_measure']:.3f}", f"{r['chance_ami']:.3f}"]
     labels = by[(t, names[0], ALGORITHMS[0])]["labels"]
     chance.append(f"{1 / labels:.3f}")
-  lines.append("| " + " | ".join(chance) + " |")
-  return "\n".join(lines)
+  return format_markdown(head, body + [chance])
 
 
 def _verdict(rows: list[dict]) -> str:
@@ -360,23 +372,24 @@ def aggregate(workdirs: list[str], level: str = "segment") -> str:
   """
   runs: dict[tuple, list[tuple[float, float]]] = {}
   for workdir in workdirs:
-    with open(os.path.join(workdir, "report", "clustering.csv")) as f:
-      for r in csv.DictReader(f):
-        if r["level"] == level:
-          key = (r["test"], r["embedding"], r["algorithm"])
-          runs.setdefault(key, []).append((float(r["v_measure_mean"]), float(r["ami_mean"])))
+    for r in read_scores(workdir):
+      if r["level"] == level:
+        key = (r["test"], r["embedding"], r["algorithm"])
+        runs.setdefault(key, []).append((float(r["v_measure_mean"]), float(r["ami_mean"])))
   tests = list(dict.fromkeys(k[0] for k in runs))
   names = list(dict.fromkeys(k[1] for k in runs))
   head = ["embedding"] + [f"{t} {a} {m}" for t in tests for a in ALGORITHMS for m in ("V", "AMI")]
-  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  body = []
   for name in names:
     cells = [name]
     for t in tests:
       for a in ALGORITHMS:
         values = np.array(runs[(t, name, a)])
         cells += [_fmt(values[:, i].mean(), values[:, i].std()) for i in (0, 1)]
-    lines.append("| " + " | ".join(cells) + " |")
-  return f"{len(workdirs)} runs, {level} level, mean ± std across runs\n\n" + "\n".join(lines)
+    body.append(cells)
+  return f"{len(workdirs)} runs, {level} level, mean ± std across runs\n\n" + format_markdown(
+    head, body
+  )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from song2vec import evaluate
 from song2vec.metric_writers import read_jsonl
 
 TAIL = 0.2  # "Final" losses and collapse look at the last 20 % of logged steps.
@@ -101,13 +102,11 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
       records = read_jsonl(os.path.join(d, "metrics.jsonl"))
       for key in ("d_loss", "g_loss", "d_accuracy"):
         finals[key].append(_tail(records, key))
-      path = os.path.join(d, "report", "clustering.csv")
-      if os.path.exists(path):
-        with open(path) as f:
-          for r in csv.DictReader(f):
-            if r["embedding"] == "ALI" and r["level"] == "segment" and r["algorithm"] == "kmeans":
-              scores[f"{r['test']} V"].append(float(r["v_measure_mean"]))
-              scores[f"{r['test']} AMI"].append(float(r["ami_mean"]))
+      if os.path.exists(os.path.join(d, "report", "clustering.csv")):
+        for r in evaluate.read_scores(d):
+          if r["embedding"] == "ALI" and r["level"] == "segment" and r["algorithm"] == "kmeans":
+            scores[f"{r['test']} V"].append(float(r["v_measure_mean"]))
+            scores[f"{r['test']} AMI"].append(float(r["ami_mean"]))
     for key, values in finals.items():
       row[f"final_{key}"] = float(np.mean(values))
     accuracies = finals.get("d_accuracy", [])
@@ -122,7 +121,7 @@ def write_tables(rows: list[dict], root: str) -> str:
   """sweep.md, sweep.csv and sweep.png in root; returns the Markdown."""
   keys = sorted({k for r in rows for k in r if isinstance(r.get(k), tuple)})
   head = ["point", "runs", "failed", "final d_loss", "final g_loss", "D collapsed", *keys]
-  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  body = []
   for r in rows:
     cells = [r["point"], str(r["runs"]), str(r["failed"])]
     cells += [
@@ -131,18 +130,18 @@ def write_tables(rows: list[dict], root: str) -> str:
     ]
     cells.append(r["d_collapsed"])
     cells += [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" if k in r else "–" for k in keys]
-    lines.append("| " + " | ".join(cells) + " |")
+    body.append(cells)
   text = (
     f"ALI, k-means, segment level, mean ± std over seeds. D collapsed: runs whose D accuracy "
-    f"over the last {TAIL:.0%} of logged steps exceeded {COLLAPSE_ACCURACY}.\n\n" + "\n".join(lines)
+    f"over the last {TAIL:.0%} of logged steps exceeded {COLLAPSE_ACCURACY}.\n\n"
+    + evaluate.format_markdown(head, body)
   )
   with open(os.path.join(root, "sweep.md"), "w") as f:
     f.write(text + "\n")
   with open(os.path.join(root, "sweep.csv"), "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(head)
-    for line in lines[2:]:
-      writer.writerow([c.strip() for c in line.strip("|").split("|")])
+    writer.writerows(body)
   from song2vec import plots
 
   plots.sweep_bars(rows, keys, os.path.join(root, "sweep.png"))
