@@ -320,6 +320,8 @@ def train(
 
   if num_devices > 1:
     state = replicate(state, num_devices)
+  # Device 0's copy of anything the pmapped steps return or take; identity on one device.
+  local = unreplicate if num_devices > 1 else (lambda tree: tree)
   batches = make_batches(start)
   window: list[dict] = []
   window_start = time.perf_counter()
@@ -329,14 +331,14 @@ def train(
     with _Terminate() as term:
       for step in range(start, t.num_steps):
         if term.requested:
-          save(step, _host(state, num_devices))
+          save(step, jax.device_get(local(state)))
           manager.wait_until_finished()
           logging.warning("SIGTERM: saved step %d in %s, exiting", step, ckpt_dir)
           raise SystemExit(128 + signal.SIGTERM)
         batch = next(batches)
         fn = d_fn if is_d_step(step, t.g_steps_per_d_step) else g_fn
         state, metrics = fn(state, batch)
-        metrics = jax.device_get(unreplicate(metrics) if num_devices > 1 else metrics)
+        metrics = jax.device_get(local(metrics))
         bad = {k: float(metrics[k]) for k in ("d_loss", "g_loss") if not math.isfinite(metrics[k])}
         if bad:
           manager.wait_until_finished()
@@ -351,15 +353,15 @@ def train(
           # D-only metrics (d_kernel_l2) average over the window's D steps.
           keys = sorted(set().union(*window))
           scalars = {k: float(np.mean([m[k] for m in window if k in m])) for k in keys}
-          x = batch["spectrogram"][0] if num_devices > 1 else batch["spectrogram"]
-          g_params = unreplicate(state.g_params) if num_devices > 1 else state.g_params
-          scalars.update({k: float(v) for k, v in diag_fn(g_params, x).items()})
+          diag = diag_fn(local(state.g_params), local(batch["spectrogram"]))
+          scalars.update({k: float(v) for k, v in diag.items()})
           scalars["steps_per_s"] = len(window) / (time.perf_counter() - window_start)
           writer.write(done, scalars)
           bar.set_postfix(d_loss=f"{scalars['d_loss']:.3f}", g_loss=f"{scalars['g_loss']:.3f}")
           window, window_start = [], time.perf_counter()
         if done % t.checkpoint_every == 0 or done == t.num_steps:
-          host_state = _host(state, num_devices)
+          # A host copy: safe to save while the next step donates the device state.
+          host_state = jax.device_get(local(state))
           save(done, host_state)
   finally:
     bar.close()
@@ -369,9 +371,4 @@ def train(
   records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
   if records:
     plots.loss_curves(records, os.path.join(workdir, "loss_curves.png"), title=config.name)
-  return host_state if host_state is not None else _host(state, num_devices)
-
-
-def _host(state: TrainState, num_devices: int) -> TrainState:
-  """A host (numpy) copy of the state: safe to save while the next step donates it."""
-  return jax.device_get(unreplicate(state) if num_devices > 1 else state)
+  return host_state if host_state is not None else jax.device_get(local(state))
