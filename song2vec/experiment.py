@@ -25,8 +25,14 @@ class _QuietOrbax(logging_lib.Filter):
 
 
 def quiet_orbax_logs() -> None:
-  """Keeps absl's INFO log readable for command-line entry points."""
-  logging.get_absl_handler().addFilter(_QuietOrbax())
+  """Keeps absl's INFO log readable for command-line entry points.
+
+  On the absl logger, not its handler: without absl.app (the sweep runner)
+  records reach Python's root handler instead, and a handler filter misses them.
+  """
+  logger = logging.get_absl_logger()
+  if not any(isinstance(f, _QuietOrbax) for f in logger.filters):
+    logger.addFilter(_QuietOrbax())
 
 
 def ensure_dataset(data_config: ml_collections.ConfigDict) -> str:

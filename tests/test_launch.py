@@ -86,3 +86,24 @@ def test_launch_builds_a_tiny_dataset_and_trains(genre_tree, tmp_path):
   assert os.path.exists(tmp_path / "ds" / "metadata.json")
   for name in ("metrics.jsonl", "loss_curves.png", "checkpoints"):
     assert os.path.exists(tmp_path / "run" / name)
+
+
+def test_quiet_orbax_logs_drops_orbax_info_but_keeps_its_warnings_and_ours():
+  import logging as logging_lib
+
+  from absl import logging
+
+  from song2vec import experiment
+
+  experiment.quiet_orbax_logs()
+  experiment.quiet_orbax_logs()  # Idempotent: one filter, not two.
+  logger = logging.get_absl_logger()
+  assert sum(isinstance(f, experiment._QuietOrbax) for f in logger.filters) == 1
+
+  def record(path, level):
+    return logging_lib.LogRecord("absl", level, path, 1, "msg", None, None)
+
+  orbax = "/venv/site-packages/orbax/checkpoint/checkpoint_manager.py"
+  assert not logger.filter(record(orbax, logging_lib.INFO))
+  assert logger.filter(record(orbax, logging_lib.WARNING))
+  assert logger.filter(record("/repo/song2vec/sweep.py", logging_lib.INFO))
