@@ -1,6 +1,7 @@
-r"""Runs a song2vec experiment.
+r"""Runs a song2vec experiment, or a sweep of them.
 
 python launch.py --config=experiments/ali_lsgan.py [--workdir=runs/x] [--config.key=value]
+python launch.py --sweep=experiments/ablations.py [--index=i] [--aggregate_only]  (song2vec.sweep)
 """
 
 import importlib.util
@@ -69,4 +70,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  if any(a.startswith("--sweep") for a in sys.argv[1:]):
+    from song2vec import sweep
+
+    sys.exit(sweep.main(sys.argv[1:]))
   app.run(main, flags_parser=_parse_flags)

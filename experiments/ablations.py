@@ -1,8 +1,8 @@
 r"""Ablations of the report's choices, defined as data over the base config.
 
-    python -m song2vec.sweep --sweep=experiments/ablations.py              # CPU preset, every point
-    python -m song2vec.sweep --sweep=experiments/ablations.py --index=5    # one point
-    python -m song2vec.sweep --sweep=experiments/ablations.py --arg=paper  # on an accelerator
+    python launch.py --sweep=experiments/ablations.py              # CPU preset, every point
+    python launch.py --sweep=experiments/ablations.py --index=5    # one point
+    python launch.py --sweep=experiments/ablations.py --arg=paper  # on an accelerator
 
 Points: objective {sigmoid, least squares} x generator steps per
 discriminator step {1, 2, 4, 8}; then, from the report's full recipe (least

@@ -62,6 +62,8 @@ def sigmoid(
 
 def _parts(d_loss_enc, d_loss_dec, g_loss_enc, g_loss_dec, d_enc, d_dec, *, threshold):
   correct = jnp.concatenate([d_enc < threshold, d_dec >= threshold])
+  # The report's failure: D calls every pair one kind (this -> 0 or 1, accuracy ~ 0.5).
+  calls_dec = jnp.concatenate([d_enc >= threshold, d_dec >= threshold])
   return {
     "d_loss": d_loss_enc + d_loss_dec,
     "d_loss_enc": d_loss_enc,
@@ -72,6 +74,7 @@ def _parts(d_loss_enc, d_loss_dec, g_loss_enc, g_loss_dec, d_enc, d_dec, *, thre
     "d_out_enc": jnp.mean(d_enc),
     "d_out_dec": jnp.mean(d_dec),
     "d_accuracy": jnp.mean(correct.astype(jnp.float32)),
+    "d_calls_dec": jnp.mean(calls_dec.astype(jnp.float32)),
   }
 
 

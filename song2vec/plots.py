@@ -27,8 +27,12 @@ def loss_curves(records: list[dict], path: str, title: str = "ALI training") -> 
   for key, label in (("d_out_enc", "D(x, G_z(x))"), ("d_out_dec", "D(G_x(z), z)")):
     if records and key in records[0]:
       ax2.plot(steps, [r[key] for r in records], label=label)
-  if records and "d_accuracy" in records[0]:
-    ax2.plot(steps, [r["d_accuracy"] for r in records], label="D accuracy", color="gray", ls="--")
+  for key, label, ls in (
+    ("d_accuracy", "D accuracy", "--"),
+    ("d_calls_dec", "D calls decoder", ":"),
+  ):
+    if records and key in records[0]:
+      ax2.plot(steps, [r[key] for r in records], label=label, color="gray", ls=ls)
   ax2.set_xlabel("training step (batches)")
   ax2.set_ylabel("D output")
   ax2.legend(fontsize=8)
@@ -111,19 +115,30 @@ def pca_by_value(emb: np.ndarray, values: np.ndarray, path: str, *, title: str) 
   return path
 
 
-def sweep_bars(rows: list[dict], keys: list[str], path: str) -> str:
-  """One bar group per sweep point: ALI's scores (mean ± std over seeds)."""
-  fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows) + 2), 4))
+def sweep_bars(
+  rows: list[dict], keys: list[str], path: str, collapse_accuracy: float = 0.99
+) -> str:
+  """Per sweep point: ALI's scores (mean ± std over seeds) above D's final accuracy."""
+  fig, (top, bottom) = plt.subplots(
+    2, 1, figsize=(max(6, 0.9 * len(rows) + 2), 6.5), sharex=True, height_ratios=(2, 1)
+  )
   x = np.arange(len(rows))
   width = 0.8 / max(1, len(keys))
   for i, key in enumerate(keys):
     means = [r[key][0] if key in r else np.nan for r in rows]
     stds = [r[key][1] if key in r else 0.0 for r in rows]
-    ax.bar(x + (i - len(keys) / 2 + 0.5) * width, means, width, yerr=stds, label=key, capsize=2)
-  ax.set_xticks(x, [r["point"] for r in rows], rotation=30, ha="right")
-  ax.set_ylabel("ALI score (k-means, segments)")
-  ax.legend(fontsize=8)
-  ax.grid(axis="y", alpha=0.3)
+    top.bar(x + (i - len(keys) / 2 + 0.5) * width, means, width, yerr=stds, label=key, capsize=2)
+  top.set_ylabel("ALI score (k-means, segments)")
+  top.legend(fontsize=8)
+  top.grid(axis="y", alpha=0.3)
+  bottom.bar(x, [r.get("final_d_accuracy", np.nan) for r in rows], 0.6, color="0.5")
+  bottom.axhline(0.5, color="k", lw=0.8, ls=":", label="chance")
+  bottom.axhline(collapse_accuracy, color="C3", lw=0.8, ls="--", label="collapse threshold")
+  bottom.set_ylim(0, 1.05)
+  bottom.set_ylabel("final D accuracy")
+  bottom.legend(fontsize=8, loc="lower right")
+  bottom.grid(axis="y", alpha=0.3)
+  bottom.set_xticks(x, [r["point"] for r in rows], rotation=30, ha="right")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -30,6 +30,7 @@ from song2vec.metric_writers import read_jsonl
 
 TAIL = 0.2  # "Final" losses and collapse look at the last 20 % of logged steps.
 COLLAPSE_ACCURACY = 0.99  # D "won": its accuracy above this over that tail.
+ONE_SIDED = 0.99  # The report's failure: D calls this share of all pairs one kind.
 
 
 def load_sweep(path: str, arg: str):
@@ -92,25 +93,31 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
     groups[p["name"].rsplit("-seed", 1)[0]].append(os.path.join(root, p["name"]))
   rows = []
   for name, dirs in groups.items():
-    row: dict = {"point": name, "runs": len(dirs), "failed": 0}
+    row: dict = {"point": name, "runs": 0, "failed": 0, "not_run": 0}
     finals = collections.defaultdict(list)
     scores = collections.defaultdict(list)
     for d in dirs:
       if os.path.exists(os.path.join(d, "FAILED")):
         row["failed"] += 1
         continue
+      if not os.path.exists(os.path.join(d, "report", "clustering.csv")):
+        row["not_run"] += 1  # Not started, running, or interrupted: not counted.
+        continue
+      row["runs"] += 1
       records = read_jsonl(os.path.join(d, "metrics.jsonl"))
-      for key in ("d_loss", "g_loss", "d_accuracy"):
+      for key in ("d_loss", "g_loss", "d_accuracy", "d_calls_dec"):
         finals[key].append(_tail(records, key))
-      if os.path.exists(os.path.join(d, "report", "clustering.csv")):
-        for r in evaluate.read_scores(d):
-          if r["embedding"] == "ALI" and r["level"] == "segment" and r["algorithm"] == "kmeans":
-            scores[f"{r['test']} V"].append(float(r["v_measure_mean"]))
-            scores[f"{r['test']} AMI"].append(float(r["ami_mean"]))
+      for r in evaluate.read_scores(d):
+        if r["embedding"] == "ALI" and r["level"] == "segment" and r["algorithm"] == "kmeans":
+          scores[f"{r['test']} V"].append(float(r["v_measure_mean"]))
+          scores[f"{r['test']} AMI"].append(float(r["ami_mean"]))
     for key, values in finals.items():
       row[f"final_{key}"] = float(np.mean(values))
     accuracies = finals.get("d_accuracy", [])
     row["d_collapsed"] = f"{sum(a > COLLAPSE_ACCURACY for a in accuracies)}/{len(accuracies)}"
+    calls = finals.get("d_calls_dec", [])  # NaN (never one-sided) in runs that predate it.
+    one_sided = sum(max(c, 1 - c) > ONE_SIDED for c in calls)
+    row["d_one_sided"] = f"{one_sided}/{len(calls)}"
     for key, values in scores.items():
       row[key] = (float(np.mean(values)), float(np.std(values)))
     rows.append(row)
@@ -120,21 +127,24 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
 def write_tables(rows: list[dict], root: str) -> str:
   """sweep.md, sweep.csv and sweep.png in root; returns the Markdown."""
   keys = sorted({k for r in rows for k in r if isinstance(r.get(k), tuple)})
-  head = ["point", "runs", "failed", "final d_loss", "final g_loss", "D collapsed", *keys]
+  head = ["point", "runs", "failed", "not run", "final d_loss", "final g_loss", "final D acc"]
+  head += ["D collapsed", "D one-sided", *keys]
   body = []
   for r in rows:
-    cells = [r["point"], str(r["runs"]), str(r["failed"])]
+    cells = [r["point"], str(r["runs"]), str(r["failed"]), str(r["not_run"])]
     cells += [
-      f"{r.get('final_d_loss', float('nan')):.3f}",
-      f"{r.get('final_g_loss', float('nan')):.3f}",
+      f"{r.get(f'final_{k}', float('nan')):.3f}" for k in ("d_loss", "g_loss", "d_accuracy")
     ]
-    cells.append(r["d_collapsed"])
+    cells += [r["d_collapsed"], r["d_one_sided"]]
     cells += [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" if k in r else "–" for k in keys]
     body.append(cells)
   text = (
-    f"ALI, k-means, segment level, mean ± std over seeds. D collapsed: runs whose D accuracy "
-    f"over the last {TAIL:.0%} of logged steps exceeded {COLLAPSE_ACCURACY}.\n\n"
-    + evaluate.format_markdown(head, body)
+    f"ALI, k-means, segment level, mean ± std over seeds. Final losses and D accuracy: mean "
+    f"over the last {TAIL:.0%} of logged steps, averaged over runs. D collapsed: runs whose D "
+    f"accuracy over that tail exceeded {COLLAPSE_ACCURACY} (D wins). D one-sided: runs whose D "
+    f"called more than {ONE_SIDED:.0%} of all pairs, encoder and decoder alike, the same kind "
+    f"over that tail (the report's failure). Not run: no report yet (not "
+    f"started, running or interrupted).\n\n" + evaluate.format_markdown(head, body)
   )
   with open(os.path.join(root, "sweep.md"), "w") as f:
     f.write(text + "\n")
@@ -144,7 +154,7 @@ def write_tables(rows: list[dict], root: str) -> str:
     writer.writerows(body)
   from song2vec import plots
 
-  plots.sweep_bars(rows, keys, os.path.join(root, "sweep.png"))
+  plots.sweep_bars(rows, keys, os.path.join(root, "sweep.png"), COLLAPSE_ACCURACY)
   return text
 
 

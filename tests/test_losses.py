@@ -30,6 +30,16 @@ def test_least_squares_by_hand():
   np.testing.assert_allclose(p["d_out_enc"], -0.1, rtol=1e-6)
   # Correct: encoder outputs < 0.5 (both), decoder outputs >= 0.5 (both).
   assert float(p["d_accuracy"]) == 1.0
+  assert float(p["d_calls_dec"]) == 0.5  # Two of the four pairs called decoder.
+
+
+def test_one_sided_discriminator_is_visible_beside_chance_accuracy():
+  # The report's failure: every pair called "decoder"; accuracy alone says 0.5.
+  ones = jnp.ones(4)
+  p = losses.least_squares(0.8 * ones, 0.9 * ones, 0.8 * ones)
+  assert float(p["d_accuracy"]) == 0.5 and float(p["d_calls_dec"]) == 1.0
+  p = losses.sigmoid(-2.0 * ones, -1.0 * ones, 0.8 * ones)
+  assert float(p["d_accuracy"]) == 0.5 and float(p["d_calls_dec"]) == 0.0
 
 
 def test_least_squares_without_swap_is_minimax():
@@ -56,6 +66,7 @@ def test_sigmoid_by_hand():
   )
   # Logit threshold 0: encoder 0.2 is wrong, -0.4 right; both decoder right.
   assert float(p["d_accuracy"]) == pytest.approx(0.75)
+  assert float(p["d_calls_dec"]) == pytest.approx(0.75)  # 0.2, 0.9 and 0.5 are >= 0.
   minimax = losses.sigmoid(D_ENC, D_DEC, T, swap_labels=False)
   np.testing.assert_allclose(
     minimax["g_loss"], -(d_enc + (_ce(0.9, 1) + _ce(0.5, 1)) / 2), rtol=1e-5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from experiments import ablations
@@ -51,10 +52,19 @@ def test_runner_runs_skips_records_crashes_and_aggregates(genre_tree, tmp_path):
   assert "no_such_objective" in failed
   base, points = sweep.load_sweep(str(path), "cpu")
   assert sweep.run_point(points[0], base, str(root)) == "skipped"
-  rows = {r["point"]: r for r in sweep.aggregate(str(root), points)}
+  unfinished = {"name": "plain-seed2", "overrides": {"seed": 2}}  # E.g. still on the scheduler.
+  rows = {r["point"]: r for r in sweep.aggregate(str(root), [*points, unfinished])}
   assert rows["plain"]["runs"] == 2 and rows["plain"]["failed"] == 0
+  assert rows["plain"]["not_run"] == 1
   assert rows["broken"]["failed"] == 1
   assert rows["plain"]["d_collapsed"].endswith("/2")
+  # A D that wins outright over the tail, and one that calls every pair "decoder".
+  for seed, record in ((0, {"d_accuracy": 1.0, "d_calls_dec": 0.5}), (1, {"d_calls_dec": 1.0})):
+    with open(root / f"plain-seed{seed}" / "metrics.jsonl", "a") as f:
+      for step in range(4, 8):
+        f.write(json.dumps({"step": step, "d_loss": 0.1, "d_accuracy": 0.5, **record}) + "\n")
+  rows = {r["point"]: r for r in sweep.aggregate(str(root), points)}
+  assert rows["plain"]["d_collapsed"] == "1/2" and rows["plain"]["d_one_sided"] == "1/2"
   ami = rows["plain"]["all_labels AMI"]
   assert len(ami) == 2 and -1 <= ami[0] <= 1
   for name in ("sweep.md", "sweep.csv", "sweep.png"):
@@ -66,3 +76,28 @@ def test_unknown_override_key_is_an_error():
 
   with pytest.raises(KeyError, match="no field 'objectiv'"):
     sweep.apply_overrides(ablations.get_config(), {"loss.objectiv": "sigmoid"})
+
+
+def test_launch_sweep_flag_runs_the_sweep_runner(tmp_path):
+  import subprocess
+  import sys
+
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+    [
+      sys.executable,
+      "launch.py",
+      "--sweep=experiments/ablations.py",
+      "--aggregate_only",
+      f"--root={tmp_path}",
+    ],
+    cwd=repo,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr
+  table = (tmp_path / "sweep.md").read_text()
+  # Nothing has run in this root: every point is listed, none counted as run.
+  assert "| least_squares-g4 | 0 | 0 | 2 |" in table
+  assert "| no_d_kernel_l2 | 0 | 0 | 2 |" in table
