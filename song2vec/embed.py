@@ -127,11 +127,13 @@ def trained_encoder_params(workdir: str) -> tuple[dict, int]:
   import orbax.checkpoint as ocp
 
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  manager = ocp.CheckpointManager(directory)
+  # Naming the handler and args restores the saved pytree as is, without orbax's
+  # "could not be restored" warning for an unnamed item.
+  manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler())
   step = manager.latest_step()
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {directory}: train first (python launch.py ...)")
-  restored = manager.restore(step)
+  restored = manager.restore(step, args=ocp.args.StandardRestore())
   manager.close()
   return restored["g_params"]["encoder"], step
 
