@@ -128,7 +128,11 @@ def sweep_bars(
     means = [r[key][0] if key in r else np.nan for r in rows]
     stds = [r[key][1] if key in r else 0.0 for r in rows]
     top.bar(x + (i - len(keys) / 2 + 0.5) * width, means, width, yerr=stds, label=key, capsize=2)
-  top.set_ylabel("ALI score (k-means, segments)")
+  references = [i for i, r in enumerate(rows) if r["point"].startswith("reference")]
+  if references:  # Rows scoring other embeddings in the same runs, set apart.
+    for ax in (top, bottom):
+      ax.axvline(references[0] - 0.5, color="k", lw=0.8)
+  top.set_ylabel("score (k-means, segments)")
   top.legend(fontsize=8)
   top.grid(axis="y", alpha=0.3)
   bottom.bar(x, [r.get("final_d_accuracy", np.nan) for r in rows], 0.6, color="0.5")

@@ -31,6 +31,8 @@ from song2vec.metric_writers import read_jsonl
 TAIL = 0.2  # "Final" losses and collapse look at the last 20 % of logged steps.
 COLLAPSE_ACCURACY = 0.99  # D "won": its accuracy above this over that tail.
 ONE_SIDED = 0.99  # The report's failure: D calls this share of all pairs one kind.
+# Scored in every run's report beside ALI; the sweep's rows are read against them.
+REFERENCES = ("Random encoder", "PCA")  # PCA-<components>, as the report names it.
 
 
 def load_sweep(path: str, arg: str):
@@ -87,11 +89,17 @@ def _tail(records: list[dict], key: str) -> float:
 
 
 def aggregate(root: str, points: list[dict]) -> list[dict]:
-  """One row per point name with its seeds folded in (names end in -seed<N>)."""
+  """One row per point name with its seeds folded in (names end in -seed<N>).
+
+  Then one reference row per embedding in REFERENCES, over every finished run:
+  the untrained encoder (seeded like the run) and PCA-64 on the same test set
+  give the scale on which ALI's scores mean something.
+  """
   groups: dict[str, list[str]] = collections.defaultdict(list)
   for p in points:
     groups[p["name"].rsplit("-seed", 1)[0]].append(os.path.join(root, p["name"]))
   rows = []
+  references: dict[str, dict] = {}  # Embedding name as reported -> scores.
   for name, dirs in groups.items():
     row: dict = {"point": name, "runs": 0, "failed": 0, "not_run": 0}
     finals = collections.defaultdict(list)
@@ -108,9 +116,17 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
       for key in ("d_loss", "g_loss", "d_accuracy", "d_calls_dec"):
         finals[key].append(_tail(records, key))
       for r in evaluate.read_scores(d):
-        if r["embedding"] == "ALI" and r["level"] == "segment" and r["algorithm"] == "kmeans":
-          scores[f"{r['test']} V"].append(float(r["v_measure_mean"]))
-          scores[f"{r['test']} AMI"].append(float(r["ami_mean"]))
+        if r["level"] != "segment" or r["algorithm"] != "kmeans":
+          continue
+        name = r["embedding"]
+        if name == "ALI":
+          into = scores
+        elif any(name == ref or name.startswith(f"{ref}-") for ref in REFERENCES):
+          into = references.setdefault(name, collections.defaultdict(list))
+        else:
+          continue
+        into[f"{r['test']} V"].append(float(r["v_measure_mean"]))
+        into[f"{r['test']} AMI"].append(float(r["ami_mean"]))
     for key, values in finals.items():
       row[f"final_{key}"] = float(np.mean(values))
     accuracies = finals.get("d_accuracy", [])
@@ -121,6 +137,12 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
     for key, values in scores.items():
       row[key] = (float(np.mean(values)), float(np.std(values)))
     rows.append(row)
+  for name, ref_scores in references.items():
+    if ref_scores:
+      row = {"point": f"reference: {name}", "runs": len(next(iter(ref_scores.values())))}
+      row.update(failed=0, not_run=0, d_collapsed="–", d_one_sided="–")
+      row.update({k: (float(np.mean(v)), float(np.std(v))) for k, v in ref_scores.items()})
+      rows.append(row)
   return rows
 
 
@@ -132,14 +154,14 @@ def write_tables(rows: list[dict], root: str) -> str:
   body = []
   for r in rows:
     cells = [r["point"], str(r["runs"]), str(r["failed"]), str(r["not_run"])]
-    cells += [
-      f"{r.get(f'final_{k}', float('nan')):.3f}" for k in ("d_loss", "g_loss", "d_accuracy")
-    ]
+    finals = (r.get(f"final_{k}") for k in ("d_loss", "g_loss", "d_accuracy"))
+    cells += ["–" if v is None else f"{v:.3f}" for v in finals]
     cells += [r["d_collapsed"], r["d_one_sided"]]
     cells += [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" if k in r else "–" for k in keys]
     body.append(cells)
   text = (
-    f"ALI, k-means, segment level, mean ± std over seeds. Final losses and D accuracy: mean "
+    f"ALI, k-means, segment level, mean ± std over seeds; the reference rows score the "
+    f"untrained encoder and PCA-64 in the same runs. Final losses and D accuracy: mean "
     f"over the last {TAIL:.0%} of logged steps, averaged over runs. D collapsed: runs whose D "
     f"accuracy over that tail exceeded {COLLAPSE_ACCURACY} (D wins). D one-sided: runs whose D "
     f"called more than {ONE_SIDED:.0%} of all pairs, encoder and decoder alike, the same kind "
@@ -154,7 +176,8 @@ def write_tables(rows: list[dict], root: str) -> str:
     writer.writerows(body)
   from song2vec import plots
 
-  plots.sweep_bars(rows, keys, os.path.join(root, "sweep.png"), COLLAPSE_ACCURACY)
+  ami = [k for k in keys if k.endswith(" AMI")] or keys  # V-measure tracks AMI closely.
+  plots.sweep_bars(rows, ami, os.path.join(root, "sweep.png"), COLLAPSE_ACCURACY)
   return text
 
 

@@ -37,6 +37,7 @@ def test_ablations_cover_the_grid_and_each_stabiliser():
   names = {p["name"].rsplit("-seed", 1)[0] for p in ablations.get_sweep()}
   assert {f"{o}-g{r}" for o in ("sigmoid", "least_squares") for r in (1, 2, 4, 8)} <= names
   assert {"no_label_swap", "no_label_smoothing", "no_instance_noise", "no_d_kernel_l2"} <= names
+  assert "no_stabilisers" in names
   base = ablations.get_config()
   for point in ablations.get_sweep():
     sweep.apply_overrides(base, point["overrides"])  # Every key exists.
@@ -56,6 +57,9 @@ def test_runner_runs_skips_records_crashes_and_aggregates(genre_tree, tmp_path):
   rows = {r["point"]: r for r in sweep.aggregate(str(root), [*points, unfinished])}
   assert rows["plain"]["runs"] == 2 and rows["plain"]["failed"] == 0
   assert rows["plain"]["not_run"] == 1
+  reference = rows["reference: Random encoder"]  # Scored in both finished runs.
+  assert reference["runs"] == 2 and len(reference["all_labels AMI"]) == 2
+  assert "reference: PCA-2" in rows  # The tiny config keeps 2 components.
   assert rows["broken"]["failed"] == 1
   assert rows["plain"]["d_collapsed"].endswith("/2")
   # A D that wins outright over the tail, and one that calls every pair "decoder".
