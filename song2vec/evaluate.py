@@ -182,9 +182,14 @@ def format_markdown(head: list[str], rows: list[list[str]]) -> str:
   return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
+def scores_path(workdir: str) -> str:
+  """A run's clustering scores; written last, so it also marks a finished run."""
+  return os.path.join(workdir, "report", "clustering.csv")
+
+
 def read_scores(workdir: str) -> list[dict]:
   """The rows of a run's report/clustering.csv, as strings."""
-  with open(os.path.join(workdir, "report", "clustering.csv")) as f:
+  with open(scores_path(workdir)) as f:
     return list(csv.DictReader(f))
 
 
@@ -268,12 +273,8 @@ def _describe_tests(tests) -> str:
 
 
 def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, notes) -> str:
-  out = os.path.join(workdir, "report")
+  out = os.path.dirname(scores_path(workdir))
   os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "clustering.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
   tables = {level: markdown_table(rows, level) for level in ("segment", "song")}
   for level, text in tables.items():
     with open(os.path.join(out, f"clustering_{level}.md"), "w") as f:
@@ -360,6 +361,13 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, n
   path = os.path.join(out, "report.md")
   with open(path, "w") as f:
     f.write("\n".join(lines))
+  # Last, and renamed into place: its presence means the whole report is there.
+  partial = scores_path(workdir) + ".incomplete"
+  with open(partial, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(partial, scores_path(workdir))
   logging.info("report: %s", path)
   return path
 

@@ -63,7 +63,7 @@ def run_point(point: dict, base, root: str) -> str:
   from song2vec import experiment
 
   workdir = os.path.join(root, point["name"])
-  if os.path.exists(os.path.join(workdir, "report", "clustering.csv")):
+  if os.path.exists(evaluate.scores_path(workdir)):
     return "skipped"
   os.makedirs(workdir, exist_ok=True)
   failed = os.path.join(workdir, "FAILED")
@@ -108,7 +108,7 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
       if os.path.exists(os.path.join(d, "FAILED")):
         row["failed"] += 1
         continue
-      if not os.path.exists(os.path.join(d, "report", "clustering.csv")):
+      if not os.path.exists(evaluate.scores_path(d)):
         row["not_run"] += 1  # Not started, running, or interrupted: not counted.
         continue
       row["runs"] += 1

@@ -59,7 +59,7 @@ def test_song_means_average_segments():
   np.testing.assert_allclose(means[:, 0], [2.0, 10.0])
 
 
-def test_report_renders_from_a_tiny_run(genre_tree, tmp_path):
+def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch):
   # A CSV source with years, so the Figure 8 plot is drawn too.
   files = sorted(p for p in genre_tree.rglob("*.*"))
   rows = [f"{p},{p.parent.name},,,,{1990 + i}" for i, p in enumerate(files)]
@@ -109,6 +109,17 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path):
   combined = evaluate.aggregate([workdir, workdir])
   assert combined.startswith("2 runs, segment level")
   assert "| ALI |" in combined and "± 0.000" in combined  # Same run twice: no spread.
+  # An evaluation that dies while drawing leaves no scores file, so a sweep
+  # re-runs the point instead of taking it as finished.
+  os.remove(evaluate.scores_path(workdir))
+
+  def broken(*args, **kwargs):
+    raise RuntimeError("plotting failed")
+
+  monkeypatch.setattr(evaluate.plots, "tsne_pair", broken)
+  with pytest.raises(RuntimeError, match="plotting failed"):
+    evaluate.evaluate(config, workdir, str(out))
+  assert not os.path.exists(evaluate.scores_path(workdir))
 
 
 def test_load_segments_subsamples_while_reading(genre_tree, tmp_path):
