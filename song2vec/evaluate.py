@@ -193,7 +193,8 @@ def read_scores(workdir: str) -> list[dict]:
     return list(csv.DictReader(f))
 
 
-def _fmt(mean: float, std: float) -> str:
+def format_mean_std(mean: float, std: float) -> str:
+  """How every table here prints a mean over seeds or runs."""
   return f"{mean:.3f} ± {std:.3f}"
 
 
@@ -214,7 +215,10 @@ def markdown_table(rows: list[dict], level: str) -> str:
     for t in tests:
       for a in ALGORITHMS:
         r = by[(t, name, a)]
-        cells += [_fmt(r["v_measure_mean"], r["v_measure_std"]), _fmt(r["ami_mean"], r["ami_std"])]
+        cells += [
+          format_mean_std(r["v_measure_mean"], r["v_measure_std"]),
+          format_mean_std(r["ami_mean"], r["ami_std"]),
+        ]
       cells.append(f"{by[(t, name, ALGORITHMS[0])]['knn_p_at_k']:.3f}")
     body.append(cells)
   chance = ["chance (shuffled labels)"]
@@ -393,7 +397,7 @@ def aggregate(workdirs: list[str], level: str = "segment") -> str:
     for t in tests:
       for a in ALGORITHMS:
         values = np.array(runs[(t, name, a)])
-        cells += [_fmt(values[:, i].mean(), values[:, i].std()) for i in (0, 1)]
+        cells += [format_mean_std(values[:, i].mean(), values[:, i].std()) for i in (0, 1)]
     body.append(cells)
   return f"{len(workdirs)} runs, {level} level, mean ± std across runs\n\n" + format_markdown(
     head, body

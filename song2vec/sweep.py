@@ -157,7 +157,7 @@ def write_tables(rows: list[dict], root: str) -> str:
     finals = (r.get(f"final_{k}") for k in ("d_loss", "g_loss", "d_accuracy"))
     cells += ["–" if v is None else f"{v:.3f}" for v in finals]
     cells += [r["d_collapsed"], r["d_one_sided"]]
-    cells += [f"{r[k][0]:.3f} ± {r[k][1]:.3f}" if k in r else "–" for k in keys]
+    cells += [evaluate.format_mean_std(*r[k]) if k in r else "–" for k in keys]
     body.append(cells)
   text = (
     f"ALI, k-means, segment level, mean ± std over seeds; the reference rows score the "
