@@ -69,7 +69,7 @@ def main() -> None:
         meta = builder.build(config)
         wall = time.perf_counter() - start
         audio_seconds = args.songs * SECONDS
-        examples = meta["splits"]["train"]["examples"] + meta["splits"]["test"]["examples"]
+        examples = sum(split["examples"] for split in meta["splits"].values())
         rows.append(
           {
             "input": f"{fmt.upper()} 44.1k stereo",

@@ -39,6 +39,8 @@ _HELP = {
   "fma_subset": "FMA subset whose tracks and fma_<subset>/ audio folder are used",
   "out_dir": "dataset folder; empty: data/<source>-<frontend><bins>x<frames>",
   "test_fraction": "share of each label's songs held out for the test split",
+  "validation_fraction": "share of each label's songs held out from training for the "
+  "validation split, on which recipes, hyper-parameters and checkpoints are chosen (0: none)",
   "split_by": "keep whole songs, artists or albums on one side of the split",
   "seed": "seeds instrument draws, piece selection, the split and segment offsets",
   "workers": "worker processes (0: one per CPU core)",

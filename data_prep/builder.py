@@ -27,7 +27,7 @@ from data_prep.parallel import ordered_map, resolve_workers
 from data_prep.sources import Skipped, Song
 
 STATE_DIR = ".state"
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 
 
 class BuildError(Exception):
@@ -66,20 +66,58 @@ def gather_songs(config: BuildConfig, workers: int) -> tuple[list[Song], list[Sk
 
 
 def split_songs(
-  songs: Sequence[Song], test_fraction: float, split_by: str, seed: int
+  songs: Sequence[Song],
+  test_fraction: float,
+  split_by: str,
+  seed: int,
+  *,
+  validation_fraction: float = 0.0,
 ) -> dict[str, list[Song]]:
-  """Splits songs into train and test, whole groups at a time, per label.
+  """Splits songs into train, validation and test, whole groups at a time, per label.
 
   A group is one song, or all songs of one artist or album (songs without an
-  artist/album form their own group). Within each label, groups are shuffled
-  with the seed and moved to test until the label's test share reaches
-  round(test_fraction * songs); every label with at least two groups keeps at least one
-  group on each side. Each split is then shuffled so shards mix labels.
+  artist/album form their own group). Within each label:
+
+  - test: groups are shuffled with an rng of (seed, label) and moved to test
+    until the label's test share reaches round(test_fraction * songs); a label
+    with at least two groups keeps at least one group on each side. This does
+    not depend on validation_fraction, so adding a validation split never
+    changes which songs are in test.
+  - validation: the groups left for train are shuffled with a separate rng of
+    (seed, label, 1) and moved to validation until its share reaches
+    round(validation_fraction * songs). When validation_fraction > 0, a label
+    whose test pick left it at least two groups gets at least one validation
+    group (so a label of at least three groups has all three splits under the
+    default fractions); train always keeps at least one group.
+
+  Each split is then shuffled so shards mix labels.
+
+  Args:
+    songs: every usable song.
+    test_fraction: target share of each label's songs in test.
+    split_by: "song", "artist" or "album": what a group is.
+    seed: the build seed.
+    validation_fraction: target share of each label's songs in validation;
+      0 leaves validation empty.
+
+  Returns:
+    {"train": [...], "validation": [...], "test": [...]}.
   """
 
   def key(song: Song) -> str:
     value = getattr(song, split_by) if split_by != "song" else ""
     return f"{split_by}:{value}" if value else f"song:{song.song_id}"
+
+  def pick(names: list[str], target: int) -> set[str]:
+    # Whole groups in the given order until the target is reached, never the
+    # last one: train always keeps a group.
+    picked, count = set(), 0
+    for name in names[:-1]:
+      if count >= target:
+        break
+      picked.add(name)
+      count += len(groups[name])
+    return picked
 
   groups: dict[str, list[Song]] = collections.defaultdict(list)
   for song in songs:
@@ -89,19 +127,26 @@ def split_songs(
     by_label[groups[name][0].label].append(name)
   out: dict[str, list[Song]] = {s: [] for s in SPLITS}
   for label in sorted(by_label):
-    names = by_label[label]
+    names = by_label[label]  # Sorted.
+    n_songs = sum(len(groups[n]) for n in names)
     rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
     names = [names[i] for i in rng.permutation(len(names))]
-    target = round(test_fraction * sum(len(groups[n]) for n in names))
+    target = round(test_fraction * n_songs)
     if len(names) >= 2:
       target = max(target, 1)
-    in_test = 0
-    for i, name in enumerate(names):
-      if in_test < target and i < len(names) - 1:
-        out["test"] += groups[name]
-        in_test += len(groups[name])
-      else:
-        out["train"] += groups[name]
+    test = pick(names, target)
+    # Its own rng, drawn after test and over the sorted remainder, so the
+    # test draw above is the same with or without a validation split.
+    candidates = sorted(n for n in names if n not in test)
+    rng = np.random.default_rng([seed, zlib.crc32(label.encode()), 1])
+    candidates = [candidates[i] for i in rng.permutation(len(candidates))]
+    target = round(validation_fraction * n_songs)
+    if validation_fraction > 0 and len(candidates) >= 2:
+      target = max(target, 1)
+    validation = pick(candidates, target)
+    for name in names:
+      split = "test" if name in test else "validation" if name in validation else "train"
+      out[split] += groups[name]
   for split in SPLITS:
     rng = np.random.default_rng([seed, zlib.crc32(split.encode())])
     out[split] = [out[split][i] for i in rng.permutation(len(out[split]))]
@@ -111,12 +156,17 @@ def split_songs(
 def plan_shards(
   splits: dict[str, list[Song]], features: FeatureConfig, examples_per_shard: int
 ) -> list[tuple[str, str, list[int]]]:
-  """Returns (split, shard file name, song indices into the split) per shard."""
+  """Returns (split, shard file name, song indices into the split) per shard.
+
+  A split without songs (validation_fraction=0) gets no shard at all: TFDS
+  cannot read a split of no examples, and readers then fail with a clear
+  message instead of reading nothing.
+  """
   songs_per_shard = max(1, examples_per_shard // features.segments_per_song)
   plan = []
   for split in SPLITS:
     n = len(splits[split])
-    num = max(1, -(-n // songs_per_shard))
+    num = -(-n // songs_per_shard)
     for i in range(num):
       idx = list(range(i * songs_per_shard, min(n, (i + 1) * songs_per_shard)))
       plan.append((split, writer.shard_name(split, i, num), idx))
@@ -337,7 +387,13 @@ def build(config: BuildConfig) -> dict:
     reasons = "; ".join(str(s) for s in skipped[:3])
     raise BuildError(f"no usable songs in the source ({len(skipped)} skipped: {reasons})")
   labels = sorted({s.label for s in songs})
-  splits = split_songs(songs, config.test_fraction, config.split_by, config.seed)
+  splits = split_songs(
+    songs,
+    config.test_fraction,
+    config.split_by,
+    config.seed,
+    validation_fraction=config.validation_fraction,
+  )
   plan = plan_shards(splits, config.features, config.examples_per_shard)
   fingerprint, settings = _fingerprint(config, splits)
   _prepare_out_dir(out_dir, fingerprint, settings, config.overwrite)
@@ -365,7 +421,12 @@ def build(config: BuildConfig) -> dict:
       "transform": "log(max(|STFT|, min_magnitude))",
     },
     "labels": labels,
-    "split": {"by": config.split_by, "test_fraction": config.test_fraction, "seed": config.seed},
+    "split": {
+      "by": config.split_by,
+      "test_fraction": config.test_fraction,
+      "validation_fraction": config.validation_fraction,
+      "seed": config.seed,
+    },
     "splits": merged["splits"],
     "normalization": {
       "computed_on": "train",
@@ -417,17 +478,23 @@ def summary(metadata: dict, dataset_dir: str) -> str:
     f"float32, {metadata['features']['segments_per_song']} x "
     f"{metadata['features']['segment_seconds']} s segments per song",
     "",
-    f"{'label':<{width}}  train songs  train segs  test songs  test segs",
+    f"{'label':<{width}}  train songs  train segs  val songs  val segs  test songs  test segs",
   ]
+
+  # A build from before the validation split has none: shown as zeros.
+  none = {"songs": 0, "examples": 0, "songs_per_label": {}, "examples_per_label": {}}
+  per_split = [splits.get(split, none) for split in SPLITS]
+  widths = (11, 10, 9, 8, 10, 9)  # The headings' widths.
+
+  def row(name: str, counts: list[int]) -> str:
+    cells = "".join(f"  {n:>{w}}" for n, w in zip(counts, widths, strict=True))
+    return f"{name:<{width}}{cells}"
+
   for label in labels:
-    tr, te = splits["train"], splits["test"]
-    lines.append(
-      f"{label:<{width}}  {tr['songs_per_label'][label]:>11}  {tr['examples_per_label'][label]:>10}"
-      f"  {te['songs_per_label'][label]:>10}  {te['examples_per_label'][label]:>9}"
-    )
-  tr, te = splits["train"], splits["test"]
-  lines.append(
-    f"{'total':<{width}}  {tr['songs']:>11}  {tr['examples']:>10}  {te['songs']:>10}  {te['examples']:>9}"
-  )
+    counts = []
+    for info in per_split:
+      counts += [info["songs_per_label"].get(label, 0), info["examples_per_label"].get(label, 0)]
+    lines.append(row(label, counts))
+  lines.append(row("total", [info[k] for info in per_split for k in ("songs", "examples")]))
   lines.append(f"skipped   {len(metadata['skipped'])} input(s), listed in metadata.json")
   return "\n".join(lines)

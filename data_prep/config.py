@@ -116,6 +116,9 @@ class BuildConfig:
   fma_subset: str = "small"  # FMA: small, medium, large or full.
   out_dir: str = ""  # Empty: data/<source>-<frontend><bins>x<frames>.
   test_fraction: float = 0.2  # Share of songs (or artists/albums) held out.
+  # Share of each label's songs held out from training for choosing recipes,
+  # hyper-parameters and checkpoints; 0 disables.
+  validation_fraction: float = 0.1
   split_by: str = "song"  # Keep whole songs, artists or albums on one side.
   seed: int = 0  # Seeds instruments, selection, split and segment offsets.
   workers: int = 0  # Worker processes; 0: one per CPU core.
@@ -133,6 +136,13 @@ class BuildConfig:
       raise ValueError(f"split_by must be one of {SPLIT_BY}, got {self.split_by!r}")
     if not 0.0 < self.test_fraction < 1.0:
       raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+    if not 0.0 <= self.validation_fraction < 1.0:
+      raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+    if self.test_fraction + self.validation_fraction >= 1.0:
+      raise ValueError(
+        f"test_fraction + validation_fraction must be < 1 to leave songs for training, got "
+        f"{self.test_fraction} + {self.validation_fraction}"
+      )
     if self.examples_per_shard <= 0:
       raise ValueError("examples_per_shard must be positive")
 

@@ -1,6 +1,7 @@
 """The on-disk format: TFRecord shards of tf.train.Example in the TFDS layout.
 
-A dataset folder holds `song2vec-{split}.tfrecord-{i:05d}-of-{n:05d}` shards,
+A dataset folder holds `song2vec-{split}.tfrecord-{i:05d}-of-{n:05d}` shards
+(splits train, validation and test; a split without songs has no shards),
 TFDS's `dataset_info.json` and `features.json` (so `tfds.builder_from_directory`
 loads it), and our `metadata.json` (feature parameters, label vocabulary,
 counts, normalisation statistics, skipped inputs). `song2vec.input_pipeline`
@@ -96,12 +97,24 @@ def atomic_shard(out_dir: str, name: str):
 def write_tfds_metadata(
   out_dir: str, shape, labels, shard_lengths: dict[str, list[int]], num_bytes: dict[str, int]
 ) -> None:
-  """Writes dataset_info.json and features.json for tfds.builder_from_directory."""
+  """Writes dataset_info.json and features.json for tfds.builder_from_directory.
+
+  Args:
+    out_dir: the dataset folder, holding the shards.
+    shape: (bins, frames) of a spectrogram.
+    labels: the label vocabulary.
+    shard_lengths: examples per shard, in shard file order, per split.
+    num_bytes: serialized bytes per split.
+
+  A split with no shard files (one without songs) is left out: TFDS requires
+  the splits it is told of to match the files, and cannot read an empty split.
+  """
   import tensorflow_datasets as tfds
 
   split_infos = [
     tfds.core.SplitInfo(name=split, shard_lengths=lengths, num_bytes=num_bytes[split])
     for split, lengths in shard_lengths.items()
+    if lengths
   ]
   tfds.folder_dataset.write_metadata(
     data_dir=out_dir,

@@ -3,8 +3,11 @@
 Reads only: the format (and the metadata.json beside the shards) belongs to
 `data_prep.writer`. Training batches are shuffled, repeated, normalised with
 the train split's per-frequency-bin statistics and batched with
-`drop_remainder=True`; the evaluation iterator visits every test segment
-exactly once, in file order, padding the last batch and marking the padding.
+`drop_remainder=True`, in an order that is a pure function of the seed, so a
+resumed run reads exactly the batches an uninterrupted one would; the
+evaluation iterator visits every segment of a split (test by default, or
+validation) exactly once, in file order, padding the last batch and marking
+the padding.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ from data_prep.builder import load_metadata
 tf.config.set_visible_devices([], "GPU")
 
 _MIN_STD = 1e-3  # Bins that never vary (e.g. always at the floor) stay finite.
+_EMPTY_SPLIT_FIX = {
+  "validation": "it was built with validation_fraction=0 (or before the validation split "
+  "existed): rebuild with --validation_fraction > 0 (python -m data_prep "
+  "--validation_fraction=0.1, or --config.data.validation_fraction=0.1 in launch.py)",
+  "test": "every label has a single song (or artist/album) group: add songs or rebuild "
+  "with another --split_by",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +76,10 @@ def shard_files(
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   files = sorted(glob.glob(os.path.join(dataset_dir, writer.shard_pattern(split))))
+  if not files:
+    # data_prep writes no shards for a split without songs.
+    fix = _EMPTY_SPLIT_FIX.get(split, "check the split name, or rebuild (python -m data_prep)")
+    raise FileNotFoundError(f"{dataset_dir} has no {split!r} split (no shard files); {fix}")
   if len(files) < process_count:
     raise FileNotFoundError(
       f"{dataset_dir}: {len(files)} {split} shard(s) for {process_count} process(es); "
@@ -82,9 +96,10 @@ def _parser(info: DatasetInfo, keys: tuple[str, ...]):
 
   def parse(serialized):  # A batch of serialized examples.
     ex = tf.io.parse_example(serialized, spec)
-    x = tf.io.decode_raw(ex["spectrogram"], tf.float32)
-    x = tf.reshape(x, [-1, bins, frames])
-    ex["spectrogram"] = (x - mean) * inv_std
+    if "spectrogram" in ex:
+      x = tf.io.decode_raw(ex["spectrogram"], tf.float32)
+      x = tf.reshape(x, [-1, bins, frames])
+      ex["spectrogram"] = (x - mean) * inv_std
     return ex
 
   return parse
@@ -97,6 +112,57 @@ def _shape_for_devices(batch: dict, num_devices: int) -> dict:
   return {k: reshape(v) for k, v in batch.items()}
 
 
+def examples_per_epoch(dataset_dir: str, split: str, files: list[str]) -> int:
+  """How many examples the given shard files of a split hold, from metadata.json.
+
+  Args:
+    dataset_dir: a folder written by data_prep.
+    split: the split the files belong to.
+    files: shard paths, e.g. this process's share from shard_files.
+
+  Returns:
+    The sum of their lengths, so one epoch of this process's reading.
+
+  Raises:
+    FileNotFoundError: a file is not one of the split's shards in metadata.json.
+  """
+  lengths = load_metadata(dataset_dir)["splits"][split]["shard_lengths"]
+  by_name = {writer.shard_name(split, i, len(lengths)): n for i, n in enumerate(lengths)}
+  unknown = [f for f in files if os.path.basename(f) not in by_name]
+  if unknown:
+    raise FileNotFoundError(
+      f"{unknown[0]} is not among the {split} shards that {dataset_dir}/metadata.json lists; "
+      "rebuild the dataset (python -m data_prep)"
+    )
+  return sum(by_name[os.path.basename(f)] for f in files)
+
+
+def _epoch_fn(files: list[str], seed: int, shuffle_buffer: int):
+  """epoch index -> that epoch's serialized records, in an order fixed by (seed, epoch)."""
+  names = tf.constant(files)
+  cycle = min(len(files), 8)
+
+  def epoch(e):
+    file_key, buffer_key = tf.unstack(
+      tf.random.split(tf.stack([tf.constant(seed, tf.int64), e]), num=2)
+    )
+    order = tf.argsort(tf.random.stateless_uniform([len(files)], seed=file_key))
+    # Dataset.shuffle takes one int seed; draw it from the epoch's key.
+    buffer_seed = tf.random.stateless_uniform(
+      [], seed=buffer_key, minval=0, maxval=2**31 - 1, dtype=tf.int64
+    )
+    ds = tf.data.Dataset.from_tensor_slices(tf.gather(names, order))
+    ds = ds.interleave(
+      tf.data.TFRecordDataset,
+      cycle_length=cycle,
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True,
+    )
+    return ds.shuffle(shuffle_buffer, seed=buffer_seed, reshuffle_each_iteration=False)
+
+  return epoch
+
+
 def train_iterator(
   dataset_dir: str,
   batch_size: int,
@@ -107,41 +173,58 @@ def train_iterator(
   keys: tuple[str, ...] = ("spectrogram", "label"),
   split: str = "train",
   repeat: bool = True,
+  start_batch: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Endless shuffled batches of normalised spectrograms.
+  """Endless shuffled batches of normalised spectrograms, in a seeded order.
+
+  Epoch e reads this process's shard files in an order drawn from (seed, e),
+  interleaves them deterministically and shuffles the records through a buffer
+  seeded from (seed, e); epochs follow one another and batches are cut from
+  that stream (a batch may span two epochs). So for a seed the batches are the
+  same in every run on the same machine (TensorFlow's global seed, which
+  song2vec never sets, would also enter the buffer's shuffle), and batch s
+  does not depend on where reading started: `start_batch=s` skips whole epochs
+  without reading them and the rest of the skip as serialized records, never
+  parsed.
 
   Args:
     dataset_dir: a folder written by data_prep.
     batch_size: examples per batch on this process.
-    seed: seeds file order and the shuffle buffer.
+    seed: fixes the file order and the shuffle buffer of every epoch.
     shuffle_buffer: examples held for shuffling (each ~0.44 MB at 257 x 430).
     num_devices: >0: shape batches (num_devices, batch_size // num_devices, ...)
       for pmap; 0: (batch_size, ...).
     keys: which fields to decode (any of writer.parse_spec()).
     split: which split to read.
     repeat: cycle forever (training) or stop after one pass.
+    start_batch: the first batch to yield, counted from the start of the
+      first epoch (a resumed run passes the number of batches already used).
 
   Yields:
     dicts of numpy arrays; "spectrogram" is [..., bins, frames] float32.
+
+  Raises:
+    ValueError: batch_size does not divide among the devices, start_batch is
+      negative, or this process's shards hold no examples.
+    FileNotFoundError: the split has no shards (see shard_files).
   """
   if num_devices and batch_size % num_devices:
     raise ValueError(f"batch_size {batch_size} is not divisible by {num_devices} devices")
+  if start_batch < 0:
+    raise ValueError(f"start_batch must be >= 0, got {start_batch}")
   info = load_info(dataset_dir)
   files = shard_files(dataset_dir, split)
-  options = tf.data.Options()
-  options.deterministic = False
-  ds = tf.data.Dataset.from_tensor_slices(files)
-  ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    ds = ds.repeat()
-  ds = ds.interleave(
-    tf.data.TFRecordDataset,
-    cycle_length=min(len(files), 8),
-    num_parallel_calls=tf.data.AUTOTUNE,
-  )
-  ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  per_epoch = examples_per_epoch(dataset_dir, split, files)
+  if not per_epoch:  # Else an endless run of empty epochs would never yield.
+    raise ValueError(f"{dataset_dir}: this process's {split} shards hold no examples")
+  first_epoch, skip = divmod(start_batch * batch_size, per_epoch)
+  epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max if repeat else 1)
+  ds = epochs.flat_map(_epoch_fn(files, seed, shuffle_buffer))
+  ds = ds.skip(skip)  # Serialized records: skipping them costs reading, not parsing.
   ds = ds.batch(batch_size, drop_remainder=True)
   ds = ds.map(_parser(info, keys), num_parallel_calls=tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = True  # The order is the point; parallel stages keep it.
   ds = ds.prefetch(tf.data.AUTOTUNE).with_options(options)
   for batch in ds.as_numpy_iterator():
     yield _shape_for_devices(batch, num_devices) if num_devices else batch
@@ -158,7 +241,9 @@ def eval_iterator(
   """Every example of a split exactly once, in file order, in fixed-size batches.
 
   The last batch is padded to batch_size by repeating its first example;
-  "mask" is 1.0 for real examples and 0.0 for padding.
+  "mask" is 1.0 for real examples and 0.0 for padding. `split="validation"`
+  reads the split on which recipes, hyper-parameters and checkpoints are
+  chosen; the test split is for the final report only.
   """
   if num_devices and batch_size % num_devices:
     raise ValueError(f"batch_size {batch_size} is not divisible by {num_devices} devices")

@@ -58,18 +58,27 @@ def test_folder_build_end_to_end(genre_tree, tmp_path, capsys):
   for name, reason in skipped.items():
     assert any(name in line and reason in line for line in console), name
   splits = meta["splits"]
-  assert splits["train"]["songs"] + splits["test"]["songs"] == 12
+  assert sum(splits[s]["songs"] for s in builder.SPLITS) == 12
+  assert meta["split"]["validation_fraction"] == 0.1
   for label in meta["labels"]:
     assert splits["test"]["songs_per_label"][label] == 1  # round(0.2 * 4)
-    assert splits["train"]["examples_per_label"][label] == 3 * 3
+    # The 3 other songs of the label that decode are in train or validation.
+    kept = [splits[s]["examples_per_label"][label] for s in ("train", "validation")]
+    assert sum(kept) == 3 * 3
+  for label in ("high", "low"):  # 4 songs: at least one group in each split.
+    assert splits["validation"]["songs_per_label"][label] == 1
 
-  train, test = read_split(out, "train"), read_split(out, "test")
-  assert len(train) == splits["train"]["examples"] and len(test) == splits["test"]["examples"]
-  train_songs = {ex["song_id"] for ex in train}
-  assert train_songs.isdisjoint({ex["song_id"] for ex in test})
-  for ex in train + test:
+  read = {s: read_split(out, s) for s in builder.SPLITS}
+  songs = {s: {ex["song_id"] for ex in read[s]} for s in builder.SPLITS}
+  for s in builder.SPLITS:
+    assert len(read[s]) == splits[s]["examples"] and len(songs[s]) == splits[s]["songs"]
+  assert songs["train"].isdisjoint(songs["test"])
+  assert songs["validation"].isdisjoint(songs["train"] | songs["test"])
+  train = read["train"]
+  for ex in train + read["validation"] + read["test"]:
     assert meta["labels"][ex["label"]] == ex["label_name"].decode()
 
+  # Normalisation statistics are the train split's alone.
   x = np.stack([np.frombuffer(ex["spectrogram"], np.float32).reshape(65, 25) for ex in train])
   np.testing.assert_allclose(
     meta["normalization"]["mean"], x.mean(axis=(0, 2)), rtol=1e-5, atol=1e-5
@@ -93,7 +102,11 @@ def test_builder_from_directory_loads_the_dataset(genre_tree, tmp_path):
   out = tmp_path / "ds"
   meta = builder.build(make_config(genre_tree, out))
   ds_builder = tfds.builder_from_directory(str(out))
-  assert ds_builder.info.splits["train"].num_examples == meta["splits"]["train"]["examples"]
+  for split in builder.SPLITS:
+    assert ds_builder.info.splits[split].num_examples == meta["splits"][split]["examples"]
+  assert (
+    len(list(ds_builder.as_dataset(split="validation"))) == meta["splits"]["validation"]["examples"]
+  )
   example = next(iter(tfds.as_numpy(ds_builder.as_dataset(split="test"))))
   assert example["spectrogram"].shape == (65, 25)
   assert example["spectrogram"].dtype == np.float32
@@ -142,7 +155,7 @@ def test_resume_redoes_only_missing_shards_and_gives_identical_output(
   assert _shard_bytes(out) == before
   songs_in_victim = len(read_split_file(out / victim)) // 3
   assert len(calls) == songs_in_victim
-  assert meta["splits"]["train"]["songs"] + meta["splits"]["test"]["songs"] == 12
+  assert sum(meta["splits"][s]["songs"] for s in builder.SPLITS) == 12
 
   # A third run finds everything done and processes nothing.
   calls.clear()
@@ -187,7 +200,13 @@ def test_interrupted_build_leaves_no_finished_looking_shard(genre_tree, tmp_path
 
 def _plan_count(config):
   songs, _, _ = builder.gather_songs(config, 1)
-  splits = builder.split_songs(songs, config.test_fraction, config.split_by, config.seed)
+  splits = builder.split_songs(
+    songs,
+    config.test_fraction,
+    config.split_by,
+    config.seed,
+    validation_fraction=config.validation_fraction,
+  )
   return [
     p
     for p in builder.plan_shards(splits, config.features, config.examples_per_shard)
@@ -217,9 +236,12 @@ def test_split_by_artist_keeps_each_artist_on_one_side(tmp_path):
   (tmp_path / "m.csv").write_text("path,genre,song_id,artist,album,year\n" + "\n".join(rows) + "\n")
   out = tmp_path / "ds"
   builder.build(make_config(tmp_path / "m.csv", out, source="csv", split_by="artist"))
-  artists = {s: {ex["artist"] for ex in read_split(out, s)} for s in ("train", "test")}
-  assert artists["test"] and artists["train"].isdisjoint(artists["test"])
-  assert len(artists["test"]) == 2  # One of four artists per genre.
+  artists = {s: {ex["artist"] for ex in read_split(out, s)} for s in builder.SPLITS}
+  assert artists["train"].isdisjoint(artists["test"] | artists["validation"])
+  assert artists["validation"].isdisjoint(artists["test"])
+  assert len(artists["test"]) == 2  # One of four artists per genre: round(0.2 * 12) songs.
+  assert len(artists["validation"]) == 2  # Another one: round(0.1 * 12) songs.
+  assert len(artists["train"]) == 4
 
 
 def test_split_is_stratified_and_deterministic():
@@ -232,6 +254,104 @@ def test_split_is_stratified_and_deterministic():
   assert sorted(s.label for s in one["test"]) == ["a"] * 2 + ["b"] * 2 + ["c"] * 2
   other = builder.split_songs(songs, 0.2, "song", seed=4)
   assert {s.song_id for s in other["test"]} != {s.song_id for s in one["test"]}
+
+  one = builder.split_songs(songs, 0.2, "song", seed=3, validation_fraction=0.1)
+  two = builder.split_songs(list(reversed(songs)), 0.2, "song", seed=3, validation_fraction=0.1)
+  for split in builder.SPLITS:
+    assert [s.song_id for s in one[split]] == [s.song_id for s in two[split]]
+  assert sorted(s.label for s in one["validation"]) == ["a", "b", "c"]
+
+
+def _songs_with_groups(seed: int):
+  """Songs of 4 labels with uneven artists and albums, some without either."""
+  from data_prep.sources import Song
+
+  rng = np.random.default_rng(seed)
+  songs = []
+  for label, n in [("a", 2), ("b", 3), ("c", 17), ("d", 40)]:
+    for i in range(n):
+      artist = f"{label}-artist{rng.integers(0, 1 + n // 3)}" if rng.random() < 0.8 else ""
+      album = f"{artist}-album{rng.integers(0, 2)}" if artist else ""
+      songs.append(Song(f"/x/{label}{i}.wav", label, f"{label}{i}", artist=artist, album=album))
+  return songs
+
+
+@pytest.mark.parametrize("split_by", ["song", "artist", "album"])
+def test_three_splits_are_disjoint_whole_groups_covering_every_song(split_by):
+  for seed in range(5):
+    songs = _songs_with_groups(seed)
+    splits = builder.split_songs(songs, 0.2, split_by, seed, validation_fraction=0.2)
+    ids = [s.song_id for split in builder.SPLITS for s in splits[split]]
+    assert sorted(ids) == sorted(s.song_id for s in songs)  # Disjoint and complete.
+
+    def group(song):
+      value = getattr(song, split_by) if split_by != "song" else ""
+      return value or song.song_id
+
+    side = {}
+    for split in builder.SPLITS:
+      for song in splits[split]:
+        assert side.setdefault(group(song), split) == split, group(song)
+    for label in "abcd":
+      groups = {group(s) for s in songs if s.label == label}
+      per_split = {
+        split: {group(s) for s in splits[split] if s.label == label} for split in builder.SPLITS
+      }
+      assert per_split["train"]  # Train is never emptied.
+      if len(groups) - len(per_split["test"]) >= 2:  # Test left room for validation.
+        assert per_split["validation"]
+      if len(groups) >= 2:
+        assert per_split["test"]
+
+
+@pytest.mark.parametrize("split_by", ["song", "artist"])
+def test_validation_split_never_changes_the_test_split(split_by):
+  for seed in range(5):
+    songs = _songs_with_groups(seed)
+    tests = []
+    for fraction in (0.0, 0.1, 0.2):
+      splits = builder.split_songs(songs, 0.2, split_by, seed, validation_fraction=fraction)
+      tests.append([s.song_id for s in splits["test"]])
+    assert tests[0] == tests[1] == tests[2]
+    none = builder.split_songs(songs, 0.2, split_by, seed)
+    assert none["validation"] == [] and [s.song_id for s in none["test"]] == tests[0]
+    some = builder.split_songs(songs, 0.2, split_by, seed, validation_fraction=0.2)
+    d = sum(s.label == "d" for s in some["validation"])
+    assert abs(d - 0.2 * 40) <= 6  # Per label, near its target.
+
+
+def test_no_validation_split_builds_and_reading_it_says_how_to_get_one(genre_tree, tmp_path):
+  import tensorflow_datasets as tfds
+
+  from song2vec import input_pipeline
+
+  none = builder.build(make_config(genre_tree, tmp_path / "none", validation_fraction=0.0))
+  some = builder.build(make_config(genre_tree, tmp_path / "some", validation_fraction=0.2))
+  assert none["splits"]["validation"]["songs"] == 0
+  assert none["splits"]["validation"]["shards"] == 0
+  assert some["splits"]["validation"]["songs"] == 3
+  assert not glob.glob(os.path.join(tmp_path / "none", writer.shard_pattern("validation")))
+  test_songs = {
+    name: sorted(ex["song_id"] for ex in read_split(tmp_path / name, "test"))
+    for name in ("none", "some")
+  }
+  assert test_songs["none"] == test_songs["some"]
+  assert none["splits"]["test"]["songs_per_label"] == some["splits"]["test"]["songs_per_label"]
+
+  ds_builder = tfds.builder_from_directory(str(tmp_path / "none"))
+  assert set(ds_builder.info.splits) == {"train", "test"}
+  assert "val songs" in builder.summary(none, str(tmp_path / "none"))
+  with pytest.raises(FileNotFoundError, match=r"'validation'.*--validation_fraction > 0"):
+    next(input_pipeline.eval_iterator(str(tmp_path / "none"), batch_size=4, split="validation"))
+
+
+def test_split_fractions_are_validated(tmp_path):
+  for bad in (-0.1, 1.0):
+    with pytest.raises(ValueError, match="validation_fraction must be in"):
+      make_config(tmp_path, tmp_path / "ds", validation_fraction=bad)
+  with pytest.raises(ValueError, match="test_fraction \\+ validation_fraction must be < 1"):
+    make_config(tmp_path, tmp_path / "ds", test_fraction=0.5, validation_fraction=0.5)
+  assert make_config(tmp_path, tmp_path / "ds", validation_fraction=0.0).validation_fraction == 0
 
 
 def test_cli_help_documents_every_flag():
@@ -254,7 +374,7 @@ def test_cli_builds_and_reports_errors(genre_tree, tmp_path, capsys):
   ]
   assert cli.main(args) == 0
   printed = capsys.readouterr().out
-  assert "low" in printed and "total" in printed
+  assert "low" in printed and "total" in printed and "val songs  val segs" in printed
   with open(out / writer.METADATA_FILE) as f:
     assert json.load(f)["features"]["segments_per_song"] == 2
   assert cli.main(["--source=folder", f"--path={tmp_path / 'missing'}"]) == 2

@@ -81,12 +81,113 @@ def test_eval_pads_the_last_batch_and_marks_it(dataset):
   assert b["spectrogram"].shape[0] == batch_size
 
 
+def test_validation_split_is_read_like_the_test_split(dataset):
+  from song2vec import embed
+
+  info = input_pipeline.load_info(dataset)
+  n = info.num_examples["validation"]
+  assert n == 3 * 3  # One song of five per label (round(0.1 * 5) -> at least one), 3 segments.
+  ids = [
+    (song, seg)
+    for b in input_pipeline.eval_iterator(dataset, batch_size=4, split="validation")
+    for song, seg, m in zip(b["song_id"], b["segment"], b["mask"], strict=True)
+    if m
+  ]
+  expected = [(ex["song_id"], ex["segment"]) for ex in read_split(dataset, "validation")]
+  assert ids == expected and len(ids) == n
+  segments = embed.load_segments(dataset, "validation")
+  assert segments.x.shape == (n, *info.shape)
+  test_songs = {ex["song_id"].decode() for ex in read_split(dataset, "test")}
+  assert test_songs.isdisjoint(segments.song_ids)
+
+
+def _stream(batches, key="song_id"):
+  """The (song, segment) pairs of consecutive batches, in order."""
+  return [(s, int(g)) for b in batches for s, g in zip(b[key], b["segment"], strict=True)]
+
+
+def _take(it, n):
+  return [next(it) for _ in range(n)]
+
+
+_KEYS = ("spectrogram", "song_id", "segment")
+
+
+def test_train_order_is_a_function_of_the_seed(dataset):
+  one = _take(input_pipeline.train_iterator(dataset, 4, seed=3, keys=_KEYS), 12)
+  two = _take(input_pipeline.train_iterator(dataset, 4, seed=3, keys=_KEYS), 12)
+  assert _stream(one) == _stream(two)
+  for a, b in zip(one, two, strict=True):
+    np.testing.assert_array_equal(a["spectrogram"], b["spectrogram"])
+  other = _take(input_pipeline.train_iterator(dataset, 4, seed=4, keys=_KEYS), 12)
+  assert _stream(other) != _stream(one)
+  assert sorted(_stream(other)) != sorted(_stream(one))  # Not just the same batches reordered.
+
+
+def test_every_example_appears_once_per_epoch(dataset):
+  n = input_pipeline.load_info(dataset).num_examples["train"]
+  batch_size = 5  # Does not divide n = 27: batches span epoch boundaries.
+  it = input_pipeline.train_iterator(dataset, batch_size, seed=1, keys=("song_id", "segment"))
+  stream = _stream(_take(it, -(-3 * n // batch_size)))
+  epochs = [stream[i * n : (i + 1) * n] for i in range(3)]
+  expected = sorted((ex["song_id"], int(ex["segment"])) for ex in read_split(dataset, "train"))
+  for epoch in epochs:
+    assert sorted(epoch) == expected
+  assert epochs[0] != epochs[1] != epochs[2]  # Each epoch has its own order.
+
+
+@pytest.mark.parametrize("start_batch", [1, 6, 7, 17])
+def test_start_batch_resumes_exactly_where_an_uninterrupted_run_is(dataset, start_batch):
+  # 27 train examples in batches of 4: batch 6 is the first to span two epochs,
+  # 7 starts inside the second, 17 inside the third.
+  def run(start, n):
+    it = input_pipeline.train_iterator(
+      dataset, 4, seed=2, num_devices=2, keys=_KEYS, start_batch=start
+    )
+    return _take(it, n)
+
+  whole = run(0, start_batch + 5)
+  resumed = run(start_batch, 5)
+  for a, b in zip(whole[start_batch:], resumed, strict=True):
+    assert a.keys() == b.keys()
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  assert resumed[0]["spectrogram"].shape[:2] == (2, 2)
+
+
+def test_a_resumed_experiment_reads_the_batches_it_would_have(dataset):
+  from experiments import ali_lsgan
+  from song2vec import experiment
+
+  config = ali_lsgan.get_config("cpu")
+  config.train.batch_size = 4
+  config.train.num_devices = 1
+  make_batches = experiment.make_batch_fn(config, dataset)
+  whole = _take(make_batches(0), 10)
+  for a, b in zip(whole[7:], _take(make_batches(7), 3), strict=True):
+    np.testing.assert_array_equal(a["spectrogram"], b["spectrogram"])
+
+
+def test_start_batch_without_repeat_yields_the_rest_of_the_pass(dataset):
+  n = input_pipeline.load_info(dataset).num_examples["train"]
+  whole = list(input_pipeline.train_iterator(dataset, 4, keys=_KEYS, repeat=False))
+  rest = list(input_pipeline.train_iterator(dataset, 4, keys=_KEYS, repeat=False, start_batch=2))
+  assert len(whole) == n // 4 and _stream(rest) == _stream(whole[2:])
+  past = input_pipeline.train_iterator(dataset, 4, repeat=False, start_batch=n // 4 + 1)
+  assert list(past) == []
+  with pytest.raises(ValueError, match="start_batch"):
+    next(input_pipeline.train_iterator(dataset, 4, start_batch=-1))
+
+
 def test_shards_are_split_between_processes_without_overlap(dataset):
   every = input_pipeline.shard_files(dataset, "train", 0, 1)
   parts = [input_pipeline.shard_files(dataset, "train", i, 2) for i in range(2)]
   assert sorted(parts[0] + parts[1]) == every and not set(parts[0]) & set(parts[1])
   with pytest.raises(FileNotFoundError, match="shard"):
     input_pipeline.shard_files(dataset, "train", 0, len(every) + 1)
+  # Each process counts only its own files' examples towards an epoch.
+  per_process = [input_pipeline.examples_per_epoch(dataset, "train", part) for part in parts]
+  assert sum(per_process) == input_pipeline.load_info(dataset).num_examples["train"]
 
 
 def test_missing_dataset_says_how_to_build_it(tmp_path):

@@ -78,6 +78,8 @@ def test_launch_builds_a_tiny_dataset_and_trains(genre_tree, tmp_path):
     "--config.train.num_steps=6",
     "--config.train.log_every=3",
     "--config.train.num_devices=1",
+    # 2 train songs per genre x 10 segments: fewer than the preset's 64 components.
+    "--config.eval.pca_components=8",
   ]
   result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
