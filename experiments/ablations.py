@@ -19,6 +19,7 @@ SEEDS = (0, 1)
 
 def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config = ali_lsgan.get_config(arg)
+  config.eval.splits = ("validation",)  # A sweep chooses: it never reads the test split.
   if arg == "cpu":
     config.train.num_steps = 500  # Ours: 26 runs must fit an hour on 2 cores.
     config.train.checkpoint_every = 500

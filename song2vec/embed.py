@@ -1,4 +1,4 @@
-"""Embeddings of test segments: Raw, PCA-r, MFCC statistics, random encoder, ALI.
+"""Embeddings of segments: Raw, PCA-r, MFCC statistics, untrained encoder, ALI.
 
 Everything here takes arrays of normalised spectrograms (as the input pipeline
 yields them) and returns [n, d] float32 embeddings; song-level embeddings are
@@ -78,7 +78,9 @@ def raw(x: np.ndarray) -> np.ndarray:
 def fit_pca(train_x: np.ndarray, components: int, seed: int) -> PCA:
   """PCA-r fitted on (a subsample of) the train split; randomized SVD keeps
   110,510-dimensional inputs within memory."""
-  return PCA(components, svd_solver="randomized", random_state=seed).fit(raw(train_x))
+  flat = raw(train_x)
+  components = min(components, *flat.shape)  # A tiny train split cannot give more.
+  return PCA(components, svd_solver="randomized", random_state=seed).fit(flat)
 
 
 def mfcc_stats(x: np.ndarray, info: input_pipeline.DatasetInfo, n_mfcc: int = 20) -> np.ndarray:
@@ -103,27 +105,52 @@ def mfcc_stats(x: np.ndarray, info: input_pipeline.DatasetInfo, n_mfcc: int = 20
   return np.concatenate(feats, axis=1).astype(np.float32)
 
 
+EMBEDDINGS = ("z", "features")
+
+
 def encode(
-  model_config: ml_collections.ConfigDict, shape, encoder_params, x: np.ndarray, batch: int = 256
+  model_config: ml_collections.ConfigDict,
+  shape,
+  encoder_params,
+  x: np.ndarray,
+  batch: int = 256,
 ) -> np.ndarray:
-  """G_z(x) for every segment (mu for a stochastic encoder)."""
+  """The encoder's embedding of every segment, as `model_config.embedding` names it.
+
+  "z": G_z(x) (mu for a stochastic encoder), the report's; "features": the
+  vector the encoder's readout maps to z (BigBiGAN's pooled features).
+  """
+  kind = model_config.get("embedding", "z")
+  if kind not in EMBEDDINGS:
+    raise ValueError(f"model.embedding must be one of {EMBEDDINGS}, got {kind!r}")
   encoder, _, _ = models.make_models(model_config, shape)
-  apply = jax.jit(lambda p, xb: encoder.apply(p, xb))
-  out = []
-  for i in range(0, len(x), batch):
-    z = apply(encoder_params, jnp.asarray(x[i : i + batch]))
-    out.append(np.asarray(z[0] if encoder.stochastic else z))
+
+  def apply(p, xb):
+    z, features = encoder.apply(p, xb, features=True)
+    if kind == "features":
+      return features
+    return z[0] if encoder.stochastic else z
+
+  apply = jax.jit(apply)
+  out = [
+    np.asarray(apply(encoder_params, jnp.asarray(x[i : i + batch])))
+    for i in range(0, len(x), batch)
+  ]
   return np.concatenate(out).astype(np.float32)
 
 
-def random_encoder_params(model_config: ml_collections.ConfigDict, shape, seed: int):
-  """An untrained encoder's parameters: the control for what the architecture alone gives."""
-  encoder, _, _ = models.make_models(model_config, shape)
-  return encoder.init(jax.random.key(seed), jnp.zeros((1, *shape), jnp.float32))
+def untrained_encoder_params(model_config: ml_collections.ConfigDict, shape, seed: int):
+  """The run's own encoder at step 0: the control for what the architecture alone gives."""
+  return models.init_variables(model_config, shape, seed)["encoder"]
 
 
-def trained_encoder_params(workdir: str) -> tuple[dict, int]:
-  """The encoder parameters of the latest checkpoint in workdir, and its step."""
+def trained_encoder_params(workdir: str, *, ema: bool = False) -> tuple[dict, int]:
+  """The encoder parameters of the latest checkpoint in workdir, and its step.
+
+  Args:
+    workdir: a run folder.
+    ema: the moving average of the encoder's weights instead of the weights.
+  """
   import orbax.checkpoint as ocp
 
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
@@ -135,7 +162,22 @@ def trained_encoder_params(workdir: str) -> tuple[dict, int]:
     raise FileNotFoundError(f"no checkpoint in {directory}: train first (python launch.py ...)")
   restored = manager.restore(step, args=ocp.args.StandardRestore())
   manager.close()
+  if ema:
+    return restored["ema_encoder"], step
   return restored["g_params"]["encoder"], step
+
+
+def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+  """Each array z-scored per dimension with the train embeddings' mean and std.
+
+  So that no embedding is judged by the scale of its axes: k-means and the
+  Gaussian mixture weigh every dimension alike. Dimensions constant on train
+  keep std 1.
+  """
+  mean = train.mean(axis=0, dtype=np.float64)
+  std = train.std(axis=0, dtype=np.float64)
+  std = np.where(std > 1e-8, std, 1.0)
+  return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
 
 
 def song_means(emb: np.ndarray, song_ids: np.ndarray, labels: np.ndarray):

@@ -27,14 +27,18 @@ import numpy as np
 from absl import logging
 from sklearn import metrics as skm
 from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 
-from song2vec import embed, input_pipeline, plots
+from song2vec import embed, health, input_pipeline, plots
+from song2vec.metric_writers import read_jsonl
 
 SCORES = ("v_measure", "ami", "nmi", "ari")
 ALGORITHMS = ("kmeans", "gmm")
-_GMM_FULL_MAX_DIM = 256  # Above this, a full covariance per cluster cannot be estimated.
+_GMM_FULL_MAX_DIM = 256  # Above this, a full covariance per cluster is too costly.
+UNTRAINED = "Untrained encoder"  # This run's own encoder at step 0.
+MFCC = "MFCC stats"
 
 
 def score(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
@@ -47,11 +51,20 @@ def score(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
   }
 
 
+def gmm_covariance(n: int, k: int, dim: int) -> str:
+  """A full covariance per cluster where it can be estimated, else diagonal.
+
+  A full d x d covariance needs more points than dimensions in each cluster
+  (n / k > d), and stays affordable only up to a few hundred dimensions.
+  """
+  return "full" if n / k > dim and dim <= _GMM_FULL_MAX_DIM else "diag"
+
+
 def cluster(emb: np.ndarray, k: int, algorithm: str, seed: int) -> np.ndarray:
   """Cluster assignments of `emb` into k groups."""
   if algorithm == "kmeans":
     return KMeans(k, n_init=4, random_state=seed).fit_predict(emb)
-  covariance = "full" if emb.shape[1] <= _GMM_FULL_MAX_DIM else "diag"
+  covariance = gmm_covariance(len(emb), k, emb.shape[1])
   gmm = GaussianMixture(k, covariance_type=covariance, reg_covar=1e-3, random_state=seed)
   return gmm.fit(emb).predict(emb)
 
@@ -112,51 +125,83 @@ def usable_tests(tests, label_names) -> tuple[dict, list[str]]:
   return usable, notes
 
 
-def compute_embeddings(config, workdir: str, dataset_dir: str) -> tuple[dict, embed.Segments, int]:
-  """Every embedding of the test split, keyed by name; and the checkpoint step."""
+def linear_probe(
+  train_emb: np.ndarray, train_labels: np.ndarray, emb: np.ndarray, labels: np.ndarray
+) -> float:
+  """Accuracy on (emb, labels) of a logistic regression fitted on the train split.
+
+  The representation-learning standard beside clustering: how much of the
+  label a linear read-out can find, not only whether it dominates the
+  geometry. Inputs are standardised embeddings.
+  """
+  clf = LogisticRegression(max_iter=2000)
+  clf.fit(train_emb, train_labels)
+  return float(np.mean(clf.predict(emb) == labels))
+
+
+def compute_embeddings(config, workdir: str, dataset_dir: str, split: str = "test"):
+  """Every embedding of `split` and of (a subsample of) the train split.
+
+  Each embedding is standardised per dimension with its train statistics, so
+  that clustering weighs every dimension alike whatever its scale.
+
+  Returns:
+    (embeddings of split, embeddings of train, split's Segments, train's
+    Segments, checkpoint step); the embedding dicts are keyed by name.
+  """
   info = input_pipeline.load_info(dataset_dir)
   ev = config.eval
-  test = embed.load_segments(dataset_dir, "test")
+  target = embed.load_segments(dataset_dir, split)
   train = embed.load_segments(
     dataset_dir, "train", max_examples=ev.pca_fit_max_segments, seed=config.seed
   )
-  params, step = embed.trained_encoder_params(workdir)
+  params, step = embed.trained_encoder_params(workdir, ema=config.train.get("ema_decay", 0.0) > 0)
+  untrained = embed.untrained_encoder_params(config.model, info.shape, config.seed)
   pca = embed.fit_pca(train.x, ev.pca_components, config.seed)
-  flat = embed.raw(test.x)
-  out = {
-    "Raw": flat,
-    f"PCA-{ev.pca_components}": pca.transform(flat).astype(np.float32),
-    "MFCC stats": embed.mfcc_stats(test.x, info),
-    "Random encoder": embed.encode(
-      config.model,
-      info.shape,
-      embed.random_encoder_params(config.model, info.shape, config.seed + 1),
-      test.x,
-    ),
-    "ALI": embed.encode(config.model, info.shape, params, test.x),
+  embedders = {
+    "Raw": embed.raw,
+    f"PCA-{ev.pca_components}": lambda x: pca.transform(embed.raw(x)).astype(np.float32),
+    MFCC: lambda x: embed.mfcc_stats(x, info),
+    UNTRAINED: lambda x: embed.encode(config.model, info.shape, untrained, x),
+    "ALI": lambda x: embed.encode(config.model, info.shape, params, x),
   }
-  return out, test, step
+  out, train_out = {}, {}
+  for name, fn in embedders.items():
+    train_out[name], out[name] = embed.standardize(fn(train.x), fn(target.x))
+  return out, train_out, target, train, step
 
 
-def evaluate(config, workdir: str, dataset_dir: str) -> list[dict]:
-  """Scores every embedding on every test at both levels; returns table rows."""
+def evaluate(config, workdir: str, dataset_dir: str, split: str = "test") -> list[dict]:
+  """Scores every embedding of `split` on every test at both levels; returns table rows.
+
+  Choices (recipes, hyper-parameters, checkpoints) are made on the
+  validation split; the test split is for the final report only.
+  """
   start = time.perf_counter()
-  embeddings, test, step = compute_embeddings(config, workdir, dataset_dir)
+  embeddings, train_embeddings, target, train, step = compute_embeddings(
+    config, workdir, dataset_dir, split
+  )
   rows = []
-  tests, notes = usable_tests(config.eval.tests, test.label_names)
+  tests, notes = usable_tests(config.eval.tests, target.label_names)
   for test_name, names in tests.items():
-    idx = _subset(test, names)
+    idx = _subset(target, names)
+    train_idx = _subset(train, names)
     for level in ("segment", "song"):
       for emb_name, emb in embeddings.items():
-        e, labels, songs = emb[idx], test.labels[idx], test.song_ids[idx]
+        e, labels, songs = emb[idx], target.labels[idx], target.song_ids[idx]
+        tr, tr_labels = train_embeddings[emb_name][train_idx], train.labels[train_idx]
         groups = songs
         if level == "song":
           e, labels, groups = embed.song_means(e, songs, labels)
+          tr, tr_labels, _ = embed.song_means(tr, train.song_ids[train_idx], tr_labels)
         knn = knn_precision(e, labels, groups, config.eval.knn_k)
+        probe = linear_probe(tr, tr_labels, e, labels)
+        majority = float(np.max(np.bincount(labels)) / len(labels))
         for algorithm in ALGORITHMS:
           s = clustering_scores(e, labels, algorithm, config.eval.seeds)
           rows.append(
             {
+              "split": split,
               "test": test_name,
               "level": level,
               "embedding": emb_name,
@@ -168,11 +213,13 @@ def evaluate(config, workdir: str, dataset_dir: str) -> list[dict]:
               **{f"{m}_std": s[m][1] for m in SCORES},
               **{f"chance_{m}": s[f"chance_{m}"] for m in SCORES},
               "knn_p_at_k": knn,
+              "probe_accuracy": probe,
+              "probe_majority": majority,
               "checkpoint_step": step,
             }
           )
-  logging.info("evaluation took %.1f s", time.perf_counter() - start)
-  _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, notes)
+  logging.info("evaluation of the %s split took %.1f s", split, time.perf_counter() - start)
+  _write_report(config, workdir, dataset_dir, rows, embeddings, target, tests, notes, split)
   return rows
 
 
@@ -182,14 +229,19 @@ def format_markdown(head: list[str], rows: list[list[str]]) -> str:
   return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def scores_path(workdir: str) -> str:
-  """A run's clustering scores; written last, so it also marks a finished run."""
-  return os.path.join(workdir, "report", "clustering.csv")
+def report_dir(workdir: str, split: str = "test") -> str:
+  """report/ for the test split (the final report), report-<split>/ otherwise."""
+  return os.path.join(workdir, "report" if split == "test" else f"report-{split}")
 
 
-def read_scores(workdir: str) -> list[dict]:
-  """The rows of a run's report/clustering.csv, as strings."""
-  with open(scores_path(workdir)) as f:
+def scores_path(workdir: str, split: str = "test") -> str:
+  """A run's clustering scores; written last, so it also marks a finished evaluation."""
+  return os.path.join(report_dir(workdir, split), "clustering.csv")
+
+
+def read_scores(workdir: str, split: str = "test") -> list[dict]:
+  """The rows of a run's clustering.csv for `split`, as strings."""
+  with open(scores_path(workdir, split)) as f:
     return list(csv.DictReader(f))
 
 
@@ -207,7 +259,7 @@ def markdown_table(rows: list[dict], level: str) -> str:
   for t in tests:
     for a in ALGORITHMS:
       head += [f"{t} {a} V", f"{t} {a} AMI"]
-    head.append(f"{t} kNN p@10")
+    head += [f"{t} kNN p@10", f"{t} probe acc"]
   body = []
   by = {(r["test"], r["embedding"], r["algorithm"]): r for r in rows}
   for name in names:
@@ -219,15 +271,16 @@ def markdown_table(rows: list[dict], level: str) -> str:
           format_mean_std(r["v_measure_mean"], r["v_measure_std"]),
           format_mean_std(r["ami_mean"], r["ami_std"]),
         ]
-      cells.append(f"{by[(t, name, ALGORITHMS[0])]['knn_p_at_k']:.3f}")
+      first = by[(t, name, ALGORITHMS[0])]
+      cells += [f"{first['knn_p_at_k']:.3f}", f"{first['probe_accuracy']:.3f}"]
     body.append(cells)
   chance = ["chance (shuffled labels)"]
   for t in tests:
     for a in ALGORITHMS:
       r = by[(t, "ALI", a)] if (t, "ALI", a) in by else by[(t, names[0], a)]
       chance += [f"{r['chance_v_measure']:.3f}", f"{r['chance_ami']:.3f}"]
-    labels = by[(t, names[0], ALGORITHMS[0])]["labels"]
-    chance.append(f"{1 / labels:.3f}")
+    first = by[(t, names[0], ALGORITHMS[0])]
+    chance += [f"{1 / first['labels']:.3f}", f"{first['probe_majority']:.3f}"]
   return format_markdown(head, body + [chance])
 
 
@@ -260,15 +313,24 @@ def _verdict(rows: list[dict]) -> str:
   else:
     verdict = "does not clearly beat"
   out.append(f"**On this data, ALI {verdict} PCA and Raw.**")
-  control = [
-    by[(t, "ALI", a)]["ami_mean"] > by[(t, "Random encoder", a)]["ami_mean"]
-    for (t, name, a) in by
-    if name == "ALI"
-  ]
-  out.append(
-    f"Against the untrained encoder (same network, random weights), ALI's segment-level AMI "
-    f"is higher in {sum(control)} of {len(control)} (test, algorithm) cells."
-  )
+  for other, what in ((UNTRAINED, "the untrained encoder (this run at step 0)"), (MFCC, MFCC)):
+    if not any(name == other for (_, name, _) in by):
+      continue
+    above = [
+      by[(t, "ALI", a)]["ami_mean"] > by[(t, other, a)]["ami_mean"]
+      for (t, name, a) in by
+      if name == "ALI"
+    ]
+    probe = [
+      by[(t, "ALI", a)]["probe_accuracy"] > by[(t, other, a)]["probe_accuracy"]
+      for (t, name, a) in by
+      if name == "ALI" and a == ALGORITHMS[0]
+    ]
+    out.append(
+      f"Against {what}, ALI's segment-level AMI is higher in {sum(above)} of {len(above)} "
+      f"(test, algorithm) cells and its linear-probe accuracy in {sum(probe)} of "
+      f"{len(probe)} tests."
+    )
   return " ".join(out)
 
 
@@ -276,8 +338,8 @@ def _describe_tests(tests) -> str:
   return ", ".join(f"{name} = {list(labels) or 'all labels'}" for name, labels in tests.items())
 
 
-def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, notes) -> str:
-  out = os.path.dirname(scores_path(workdir))
+def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, notes, split):
+  out = report_dir(workdir, split)
   os.makedirs(out, exist_ok=True)
   tables = {level: markdown_table(rows, level) for level in ("segment", "song")}
   for level, text in tables.items():
@@ -293,32 +355,51 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, n
       labels,
       os.path.join(out, f"tsne_{test_name}.png"),
       seed=config.seed,
-      title=f"t-SNE of test segments ({test_name})",
+      title=f"t-SNE of {split} segments ({test_name})",
     )
   curves = os.path.join(workdir, "loss_curves.png")
   if os.path.exists(curves):
     shutil.copy(curves, os.path.join(out, "loss_curves.png"))
   meta = input_pipeline.load_info(dataset_dir).metadata
   step = rows[0]["checkpoint_step"]
+  records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  summary = health.summarize(records)
+  ema = config.train.get("ema_decay", 0.0)
+  purpose = (
+    "the final report: nothing was chosen on this split"
+    if split == "test"
+    else "for choosing recipes, hyper-parameters and checkpoints; the test split is kept apart"
+  )
   lines = [
-    f"# song2vec report: {config.name}",
+    f"# song2vec report: {config.name} ({split} split)",
     "",
-    f"- run: `{workdir}`, checkpoint step {step}; seed {config.seed}",
+    f"- run: `{workdir}`, checkpoint step {step}; seed {config.seed}"
+    + (f"; encoder weights: moving average (decay {ema})" if ema else ""),
     f"- data: `{dataset_dir}` ({meta['source']['type']}), {meta['features']['frontend']} "
     f"{tuple(meta['features']['shape'])}, {len(meta['labels'])} labels, "
-    f"{meta['splits']['train']['songs']} train / {meta['splits']['test']['songs']} test songs, "
-    f"{meta['splits']['test']['examples']} test segments",
+    f"{meta['splits']['train']['songs']} train / {meta['splits'][split]['songs']} {split} songs, "
+    f"{meta['splits'][split]['examples']} {split} segments; scored on the {split} split, {purpose}",
+    f"- embeddings: each standardised per dimension with its train-split mean and std; "
+    f"ALI = the encoder's {config.model.get('embedding', 'z')!r} embedding; "
+    f"{UNTRAINED} = the same network with this run's initial weights",
     f"- clustering: k = number of labels; k-means (4 inits) and a Gaussian mixture "
-    f"(full covariance up to {_GMM_FULL_MAX_DIM} dimensions, diagonal above), "
+    f"(full covariance where each cluster would have more points than dimensions and up to "
+    f"{_GMM_FULL_MAX_DIM} dimensions, diagonal otherwise), "
     f"each over {config.eval.seeds} seeds: mean ± std; chance = the same clusterings "
     "scored against shuffled labels; kNN p@10 = share of same-label items among the 10 "
-    "nearest, the query's own song excluded (chance row: 1/labels)",
+    "nearest, the query's own song excluded (chance row: 1/labels); probe acc = accuracy of "
+    "a logistic regression fitted on train-split embeddings (chance row: the majority label's "
+    "share)",
     f"- tests: {_describe_tests(tests)}",
     *[f"- {note}" for note in notes],
     "",
     "## Verdict",
     "",
     _verdict(rows),
+    "",
+    "## Training health",
+    "",
+    health.describe(summary),
     "",
     "## Segment level (the report's Figure 4)",
     "",
@@ -366,31 +447,37 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, n
   with open(path, "w") as f:
     f.write("\n".join(lines))
   # Last, and renamed into place: its presence means the whole report is there.
-  partial = scores_path(workdir) + ".incomplete"
+  final = scores_path(workdir, split)
+  partial = final + ".incomplete"
   with open(partial, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-  os.replace(partial, scores_path(workdir))
+  os.replace(partial, final)
   logging.info("report: %s", path)
   return path
 
 
-def aggregate(workdirs: list[str], level: str = "segment") -> str:
+def aggregate(workdirs: list[str], level: str = "segment", split: str = "test") -> str:
   """Mean ± std across runs (e.g. training seeds) of each run's mean scores.
 
   Spread across training seeds is the one that matters for a claim about
   ALI; the ± inside a single report is only over clustering seeds.
   """
-  runs: dict[tuple, list[tuple[float, float]]] = {}
+  runs: dict[tuple, list[list[float]]] = {}
   for workdir in workdirs:
-    for r in read_scores(workdir):
+    for r in read_scores(workdir, split):
       if r["level"] == level:
         key = (r["test"], r["embedding"], r["algorithm"])
-        runs.setdefault(key, []).append((float(r["v_measure_mean"]), float(r["ami_mean"])))
+        values = [float(r["v_measure_mean"]), float(r["ami_mean"])]
+        values += [float(r.get("knn_p_at_k", "nan")), float(r.get("probe_accuracy", "nan"))]
+        runs.setdefault(key, []).append(values)
   tests = list(dict.fromkeys(k[0] for k in runs))
   names = list(dict.fromkeys(k[1] for k in runs))
-  head = ["embedding"] + [f"{t} {a} {m}" for t in tests for a in ALGORITHMS for m in ("V", "AMI")]
+  head = ["embedding"]
+  for t in tests:
+    head += [f"{t} {a} {m}" for a in ALGORITHMS for m in ("V", "AMI")]
+    head += [f"{t} kNN p@10", f"{t} probe acc"]
   body = []
   for name in names:
     cells = [name]
@@ -398,9 +485,12 @@ def aggregate(workdirs: list[str], level: str = "segment") -> str:
       for a in ALGORITHMS:
         values = np.array(runs[(t, name, a)])
         cells += [format_mean_std(values[:, i].mean(), values[:, i].std()) for i in (0, 1)]
+      values = np.array(runs[(t, name, ALGORITHMS[0])])
+      cells += [format_mean_std(values[:, i].mean(), values[:, i].std()) for i in (2, 3)]
     body.append(cells)
-  return f"{len(workdirs)} runs, {level} level, mean ± std across runs\n\n" + format_markdown(
-    head, body
+  return (
+    f"{len(workdirs)} runs, {split} split, {level} level, mean ± std across runs\n\n"
+    + format_markdown(head, body)
   )
 
 
@@ -416,9 +506,15 @@ def main(argv: list[str] | None = None) -> int:
     "--aggregate", nargs="+", metavar="WORKDIR", help="runs whose reports to combine (mean ± std)"
   )
   parser.add_argument("--level", default="segment", choices=("segment", "song"))
+  parser.add_argument(
+    "--split",
+    default="test",
+    choices=("validation", "test"),
+    help="validation: for choices; test: the final report only",
+  )
   args = parser.parse_args(argv)
   if args.aggregate:
-    print(aggregate(args.aggregate, args.level))
+    print(aggregate(args.aggregate, args.level, args.split))
     return 0
   path = os.path.join(args.workdir, "config.json")
   if not os.path.exists(path):
@@ -429,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
   from data_prep.config import build_config_from_dict
 
   dataset_dir = build_config_from_dict(config.data.to_dict()).dataset_dir
-  rows = evaluate(config, args.workdir, dataset_dir)
+  rows = evaluate(config, args.workdir, dataset_dir, args.split)
   print(markdown_table(rows, "segment"))
   return 0
 

@@ -14,7 +14,7 @@ import ml_collections
 from absl import logging
 
 import data_prep
-from song2vec import evaluate, input_pipeline, train
+from song2vec import embed, evaluate, input_pipeline, train
 
 
 class _QuietOrbax(logging_lib.Filter):
@@ -52,12 +52,13 @@ def make_batch_fn(config: ml_collections.ConfigDict, dataset_dir: str):
   per_process = config.train.batch_size // jax.process_count()
 
   def make_batches(start_step: int):
-    # A resumed run reshuffles with a new seed rather than replaying the
-    # data order; the model state itself resumes exactly.
+    # Training uses one batch per step, so a run resumed at start_step reads
+    # exactly the batches an uninterrupted run of the same seed would have.
     return input_pipeline.train_iterator(
       dataset_dir,
       per_process,
-      seed=config.seed + start_step,
+      seed=config.seed,
+      start_batch=start_step,
       shuffle_buffer=config.train.shuffle_buffer,
       num_devices=num_devices if num_devices > 1 else 0,
       keys=("spectrogram",),
@@ -66,8 +67,26 @@ def make_batch_fn(config: ml_collections.ConfigDict, dataset_dir: str):
   return make_batches
 
 
+def diagnostic_segments(config: ml_collections.ConfigDict, dataset_dir: str):
+  """The fixed held-out segments the training diagnostics are logged on.
+
+  A seeded sample of the validation split; None (the diagnostics then use the
+  first training batch) for a dataset built without one.
+  """
+  info = input_pipeline.load_info(dataset_dir)
+  if not info.num_examples.get("validation"):
+    logging.warning("%s has no validation split: diagnostics use a training batch", dataset_dir)
+    return None
+  n = config.train.diag_examples
+  return embed.load_segments(dataset_dir, "validation", max_examples=n, seed=config.seed).x
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
-  """Runs the experiment `config` describes in `workdir`; returns the trained state."""
+  """Runs the experiment `config` describes in `workdir`; returns the trained state.
+
+  Evaluates on each split of `config.eval.splits`: the validation split for
+  choices, the test split for the final report.
+  """
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=1, sort_keys=True))
@@ -75,8 +94,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   info = input_pipeline.load_info(dataset_dir)
   print(data_prep.summary(info.metadata, dataset_dir))
   logging.info("training %s in %s", config.name, workdir)
-  state = train.train(config, workdir, info.shape, make_batch_fn(config, dataset_dir))
-  rows = evaluate.evaluate(config, workdir, dataset_dir)
-  print(evaluate.markdown_table(rows, "segment"))
-  print(f"report: {os.path.join(workdir, 'report', 'report.md')}")
+  state = train.train(
+    config,
+    workdir,
+    info.shape,
+    make_batch_fn(config, dataset_dir),
+    diagnostic_segments(config, dataset_dir),
+  )
+  for split in config.eval.splits:
+    rows = evaluate.evaluate(config, workdir, dataset_dir, split)
+    print(f"{split} split, segment level:")
+    print(evaluate.markdown_table(rows, "segment"))
+    print(f"report: {os.path.join(evaluate.report_dir(workdir, split), 'report.md')}")
   return state

@@ -1,4 +1,4 @@
-"""ALI objectives as pure functions of the discriminator's outputs.
+"""ALI objectives and the terms added to them, as pure functions.
 
 Each objective takes D's outputs on encoder pairs (x, G_z(x)) and decoder pairs
 (G_x(z), z), plus the targets D should give decoder pairs (1, or a smoothed
@@ -9,6 +9,11 @@ Labels follow the report: D learns encoder pairs -> 0 and decoder pairs -> 1.
 With `swap_labels` (the report's and the ALI paper's trick) the generators
 minimise the loss of the swapped labels, encoder pairs -> 1 and decoder pairs
 -> 0; without it they maximise D's own loss (the saturating minimax game).
+
+D's accuracy is read at the midpoint of its two targets, 0 and the mean
+positive label (0.4 for labels drawn from [0.7, 0.9]): a D that outputs its
+targets exactly scores 1, one whose outputs carry no information scores about
+0.5. For the sigmoid objective the midpoint is taken on sigmoid(D).
 """
 
 from __future__ import annotations
@@ -19,12 +24,24 @@ import optax
 
 
 def least_squares(
-  d_enc: jax.Array, d_dec: jax.Array, dec_target: jax.Array, *, swap_labels: bool = True
+  d_enc: jax.Array,
+  d_dec: jax.Array,
+  dec_target: jax.Array,
+  *,
+  swap_labels: bool = True,
+  target_mean: float | None = None,
 ) -> dict[str, jax.Array]:
   """The report's LSGAN objective with a linear D output.
 
   D:  min E[D(x, G_z(x))^2] + E[(D(G_x(z), z) - t)^2]   (t = 1 or smoothed)
   G:  min E[(D(x, G_z(x)) - 1)^2] + E[D(G_x(z), z)^2]   (swap_labels)
+
+  Args:
+    d_enc, d_dec: D's outputs on encoder and decoder pairs.
+    dec_target: D's target for each decoder pair.
+    swap_labels: the generators' loss with swapped labels, else minimax.
+    target_mean: the mean positive label, for the accuracy's threshold
+      (default: the mean of dec_target).
   """
   d_loss_enc = jnp.mean(jnp.square(d_enc))
   d_loss_dec = jnp.mean(jnp.square(d_dec - dec_target))
@@ -34,11 +51,18 @@ def least_squares(
   else:
     g_loss_enc = -jnp.mean(jnp.square(d_enc))
     g_loss_dec = -jnp.mean(jnp.square(d_dec - 1.0))
-  return _parts(d_loss_enc, d_loss_dec, g_loss_enc, g_loss_dec, d_enc, d_dec, threshold=0.5)
+  parts = _parts(d_loss_enc, d_loss_dec, g_loss_enc, g_loss_dec)
+  parts.update(decision_metrics(d_enc, d_dec, _mean_target(dec_target, target_mean)))
+  return parts
 
 
 def sigmoid(
-  d_enc: jax.Array, d_dec: jax.Array, dec_target: jax.Array, *, swap_labels: bool = True
+  d_enc: jax.Array,
+  d_dec: jax.Array,
+  dec_target: jax.Array,
+  *,
+  swap_labels: bool = True,
+  target_mean: float | None = None,
 ) -> dict[str, jax.Array]:
   """The original ALI objective: D's logits through a sigmoid cross-entropy.
 
@@ -54,16 +78,23 @@ def sigmoid(
   else:
     g_loss_enc = -d_loss_enc
     g_loss_dec = -jnp.mean(ce(d_dec, jnp.ones_like(d_dec)))
-  parts = _parts(d_loss_enc, d_loss_dec, g_loss_enc, g_loss_dec, d_enc, d_dec, threshold=0.0)
-  parts["d_out_enc"] = jnp.mean(jax.nn.sigmoid(d_enc))
-  parts["d_out_dec"] = jnp.mean(jax.nn.sigmoid(d_dec))
+  parts = _parts(d_loss_enc, d_loss_dec, g_loss_enc, g_loss_dec)
+  parts.update(
+    decision_metrics(
+      jax.nn.sigmoid(d_enc), jax.nn.sigmoid(d_dec), _mean_target(dec_target, target_mean)
+    )
+  )
   return parts
 
 
-def _parts(d_loss_enc, d_loss_dec, g_loss_enc, g_loss_dec, d_enc, d_dec, *, threshold):
-  correct = jnp.concatenate([d_enc < threshold, d_dec >= threshold])
-  # The report's failure: D calls every pair one kind (this -> 0 or 1, accuracy ~ 0.5).
-  calls_dec = jnp.concatenate([d_enc >= threshold, d_dec >= threshold])
+OBJECTIVES = {"least_squares": least_squares, "sigmoid": sigmoid}
+
+
+def _mean_target(dec_target, target_mean):
+  return jnp.mean(dec_target) if target_mean is None else target_mean
+
+
+def _parts(d_loss_enc, d_loss_dec, g_loss_enc, g_loss_dec) -> dict[str, jax.Array]:
   return {
     "d_loss": d_loss_enc + d_loss_dec,
     "d_loss_enc": d_loss_enc,
@@ -71,14 +102,77 @@ def _parts(d_loss_enc, d_loss_dec, g_loss_enc, g_loss_dec, d_enc, d_dec, *, thre
     "g_loss": g_loss_enc + g_loss_dec,
     "g_loss_enc": g_loss_enc,
     "g_loss_dec": g_loss_dec,
-    "d_out_enc": jnp.mean(d_enc),
-    "d_out_dec": jnp.mean(d_dec),
-    "d_accuracy": jnp.mean(correct.astype(jnp.float32)),
-    "d_calls_dec": jnp.mean(calls_dec.astype(jnp.float32)),
   }
 
 
-OBJECTIVES = {"least_squares": least_squares, "sigmoid": sigmoid}
+def decision_metrics(out_enc: jax.Array, out_dec: jax.Array, target_mean) -> dict[str, jax.Array]:
+  """How well D tells the pair kinds apart, on the scale of its targets.
+
+  Args:
+    out_enc, out_dec: D's outputs on the scale of its targets (the raw score
+      for least squares, sigmoid(logit) for cross-entropy); targets are 0 for
+      encoder pairs and `target_mean` on average for decoder pairs.
+    target_mean: the mean positive label.
+
+  Returns:
+    d_out_enc, d_out_dec: mean outputs; d_accuracy: share of pairs on their
+    own side of the midpoint target_mean / 2; d_calls_dec: share of all pairs
+    called "decoder" (the report's failure, one kind for every pair, shows as
+    0 or 1 here while accuracy sits at 0.5); d_gap: mean output gap between
+    the kinds in units of the target gap (1: D separates them as trained, 0:
+    D carries no information).
+  """
+  threshold = 0.5 * target_mean
+  correct = jnp.concatenate([out_enc < threshold, out_dec >= threshold])
+  calls_dec = jnp.concatenate([out_enc >= threshold, out_dec >= threshold])
+  return {
+    "d_out_enc": jnp.mean(out_enc),
+    "d_out_dec": jnp.mean(out_dec),
+    "d_accuracy": jnp.mean(correct.astype(jnp.float32)),
+    "d_calls_dec": jnp.mean(calls_dec.astype(jnp.float32)),
+    "d_gap": (jnp.mean(out_dec) - jnp.mean(out_enc)) / target_mean,
+  }
+
+
+def ali_game(
+  objective: str,
+  scores_enc: dict[str, jax.Array],
+  scores_dec: dict[str, jax.Array],
+  dec_target: jax.Array,
+  *,
+  swap_labels: bool,
+  target_mean: float,
+  unary_weight: float = 0.0,
+) -> dict[str, jax.Array]:
+  """The objective on D's joint score, plus BigBiGAN's unary scores if D has them.
+
+  BigBiGAN (Donahue & Simonyan, 2019) gives D a score of x alone and of z
+  alone beside the joint one, and sums the same loss over all three, so the
+  data and code marginals are matched directly as well as the pairs. Here the
+  unary scores' losses are added with `unary_weight` to both players' losses.
+  """
+  fn = OBJECTIVES[objective]
+  kwargs = {"swap_labels": swap_labels, "target_mean": target_mean}
+  parts = fn(scores_enc["xz"], scores_dec["xz"], dec_target, **kwargs)
+  for key in ("x", "z"):
+    if key in scores_enc:
+      unary = fn(scores_enc[key], scores_dec[key], dec_target, **kwargs)
+      parts[f"d_loss_{key}"] = unary["d_loss"]
+      parts[f"g_loss_{key}"] = unary["g_loss"]
+      parts[f"d_accuracy_{key}"] = unary["d_accuracy"]
+      parts["d_loss"] = parts["d_loss"] + unary_weight * unary["d_loss"]
+      parts["g_loss"] = parts["g_loss"] + unary_weight * unary["g_loss"]
+  return parts
+
+
+def cycle(a: jax.Array, b: jax.Array, norm: str = "l1") -> jax.Array:
+  """ALICE's cycle-consistency term: mean |a - b| (l1) or (a - b)^2 (l2)."""
+  diff = a - b
+  if norm == "l1":
+    return jnp.mean(jnp.abs(diff))
+  if norm == "l2":
+    return jnp.mean(jnp.square(diff))
+  raise ValueError(f"cycle norm must be 'l1' or 'l2', got {norm!r}")
 
 
 def kernel_l2(params) -> jax.Array:

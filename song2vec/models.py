@@ -2,11 +2,18 @@
 
 - `Encoder` G_z: spectrogram x [B, F, T] -> z [B, z_dim] (deterministic, as in
   the report), or (mu, log_sigma) when `stochastic` (the ALI paper's
-  reparameterised encoder; sampling happens in the train step).
+  reparameterised encoder; sampling happens in the train step). Its readout
+  either flattens the last convolution's features (the report's shape) or
+  pools them over time (mean and std per frequency row and channel), so that
+  z does not depend on where in the song a segment starts. With
+  `features=True` it also returns the vector the readout maps to z, BigBiGAN's
+  alternative embedding.
 - `Decoder` G_x: z -> x [B, F, T].
-- `Discriminator` D(x, z): a convolutional x-branch, an MLP z-branch, a joint
-  head with dropout, one linear output (a logit for the sigmoid objective, the
-  raw score for least squares).
+- `Discriminator` D(x, z): scores a pair. `arch="report"`: a convolutional
+  x-branch, an MLP z-branch, one joint layer. `arch="ali"`: the ALI paper's
+  shape, x and z each embedded to the same width, a two-layer joint MLP,
+  dropout on every layer's input. Optionally spectral normalisation on every
+  layer, and BigBiGAN's unary scores s_x(x) and s_z(z) beside the joint score.
 
 Any (F, T) works: stride-2 'SAME' convolutions round up (257 -> 129 -> 65 ...),
 and the decoder upsamples to exactly the encoder's recorded shapes (resize then
@@ -21,6 +28,9 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+READOUTS = ("flatten", "pool")
+D_ARCHS = ("report", "ali")
 
 
 def feature_shapes(shape: tuple[int, int], num_layers: int) -> list[tuple[int, int]]:
@@ -44,25 +54,44 @@ def _norm(channels: int) -> nn.Module:
   return nn.GroupNorm(num_groups=min(8, channels))
 
 
+def time_pool(h: jax.Array) -> jax.Array:
+  """[B, F, T, C] -> [B, F * C * 2]: mean and std over time (the frames axis).
+
+  The std is taken with a small floor inside the root so that its gradient is
+  finite where a feature does not vary over time.
+  """
+  mean = jnp.mean(h, axis=2)
+  std = jnp.sqrt(jnp.var(h, axis=2) + 1e-6)
+  return jnp.concatenate([mean, std], axis=-1).reshape((h.shape[0], -1))
+
+
 class Encoder(nn.Module):
   """G_z(x)."""
 
   z_dim: int
   channels: Sequence[int]
   stochastic: bool = False
+  readout: str = "flatten"  # One of READOUTS.
 
   @nn.compact
-  def __call__(self, x: jax.Array):
+  def __call__(self, x: jax.Array, *, features: bool = False):
     h = x[..., None]
     for c in self.channels:
       h = nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(h)
       h = _act(_norm(c)(h))
-    h = h.reshape((h.shape[0], -1))
+    if self.readout == "pool":
+      h = time_pool(h)
+    elif self.readout == "flatten":
+      h = h.reshape((h.shape[0], -1))
+    else:
+      raise ValueError(f"encoder readout must be one of {READOUTS}, got {self.readout!r}")
     if self.stochastic:
       mu = nn.Dense(self.z_dim, name="mu")(h)
       log_sigma = nn.Dense(self.z_dim, name="log_sigma")(h)
-      return mu, jnp.clip(log_sigma, -10.0, 5.0)
-    return nn.Dense(self.z_dim, name="z")(h)
+      out = (mu, jnp.clip(log_sigma, -10.0, 5.0))
+    else:
+      out = nn.Dense(self.z_dim, name="z")(h)
+    return (out, h) if features else out
 
 
 class Decoder(nn.Module):
@@ -86,26 +115,50 @@ class Decoder(nn.Module):
 
 
 class Discriminator(nn.Module):
-  """D(x, z) -> one unbounded score per pair."""
+  """D(x, z) -> {"xz": joint score[, "x": s_x, "z": s_z]}, unbounded, one per pair."""
 
   channels: Sequence[int]
   hidden: int
   dropout: float
+  arch: str = "report"  # One of D_ARCHS.
+  spectral_norm: bool = False
+  unary: bool = False  # BigBiGAN's s_x and s_z beside the joint score.
 
   @nn.compact
-  def __call__(self, x: jax.Array, z: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(
+    self, x: jax.Array, z: jax.Array, *, train: bool, update_stats: bool = False
+  ) -> dict[str, jax.Array]:
+    if self.arch not in D_ARCHS:
+      raise ValueError(f"discriminator arch must be one of {D_ARCHS}, got {self.arch!r}")
     drop = nn.Dropout(self.dropout, deterministic=not train)
+
+    def layer(module: nn.Module, h: jax.Array) -> jax.Array:
+      if self.spectral_norm:
+        return nn.SpectralNorm(module)(h, update_stats=update_stats)
+      return module(h)
+
+    ali = self.arch == "ali"
+    # The ALI paper drops each layer's input, the data and the code included;
+    # the report's shape drops each hidden layer's output.
+    pre = drop if ali else (lambda h: h)
+    post = (lambda h: h) if ali else drop
     h = x[..., None]
     for c in self.channels:
-      h = nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME")(h)
-      h = drop(_act(h))
+      h = post(_act(layer(nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME"), pre(h))))
     hx = h.reshape((h.shape[0], -1))
+    if ali:  # x embedded to the z branch's width.
+      hx = _act(layer(nn.Dense(self.hidden), pre(hx)))
     hz = z
     for _ in range(2):
-      hz = drop(_act(nn.Dense(self.hidden)(hz)))
+      hz = post(_act(layer(nn.Dense(self.hidden), pre(hz))))
     h = jnp.concatenate([hx, hz], axis=-1)
-    h = drop(_act(nn.Dense(2 * self.hidden)(h)))
-    return nn.Dense(1, name="out")(h)[:, 0]
+    for _ in range(2 if ali else 1):
+      h = post(_act(layer(nn.Dense(2 * self.hidden), pre(h))))
+    scores = {"xz": layer(nn.Dense(1, name="out"), pre(h))[:, 0]}
+    if self.unary:
+      scores["x"] = layer(nn.Dense(1, name="out_x"), pre(hx))[:, 0]
+      scores["z"] = layer(nn.Dense(1, name="out_z"), pre(hz))[:, 0]
+    return scores
 
 
 def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder, Discriminator]:
@@ -114,11 +167,43 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     z_dim=model_config.z_dim,
     channels=tuple(model_config.encoder_channels),
     stochastic=model_config.stochastic_encoder,
+    readout=model_config.encoder_readout,
   )
   decoder = Decoder(shape=tuple(shape), channels=tuple(reversed(model_config.encoder_channels)))
   discriminator = Discriminator(
     channels=tuple(model_config.d_channels),
     hidden=model_config.d_hidden,
     dropout=model_config.d_dropout,
+    arch=model_config.d_arch,
+    spectral_norm=model_config.d_spectral_norm,
+    unary=model_config.d_unary_scores,
   )
   return encoder, decoder, discriminator
+
+
+def init_variables(model_config, shape: tuple[int, int], seed: int) -> dict:
+  """Initial variables of all three networks for a run's seed.
+
+  The one derivation of initial weights from a seed: training starts from
+  these, and the evaluation's untrained control is the same run's encoder at
+  step 0.
+
+  Returns:
+    {"encoder": ..., "decoder": ..., "discriminator": ...}; the
+    discriminator's holds "params" and, with spectral normalisation,
+    "batch_stats" (its power-iteration vectors).
+  """
+  encoder, decoder, discriminator = make_models(model_config, shape)
+  k_enc, k_dec, k_d, _ = jax.random.split(jax.random.key(seed), 4)
+  x = jnp.zeros((1, *shape), jnp.float32)
+  z = jnp.zeros((1, encoder.z_dim), jnp.float32)
+  return {
+    "encoder": encoder.init(k_enc, x),
+    "decoder": decoder.init(k_dec, z),
+    "discriminator": discriminator.init(k_d, x, z, train=False),
+  }
+
+
+def train_key(seed: int) -> jax.Array:
+  """The root key of a run's training randomness (the fourth split of its seed)."""
+  return jax.random.split(jax.random.key(seed), 4)[3]

@@ -10,35 +10,103 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def loss_curves(records: list[dict], path: str, title: str = "ALI training") -> str:
-  """The report's Figure 3: discriminator and generator losses against step.
+def _series(ax, steps, records, specs, *, ylabel, title, refs=()):
+  """Plots each (key, label, style) present in the records, plus reference lines."""
+  for key, label, style in specs:
+    if any(key in r for r in records):
+      values = [r.get(key, np.nan) for r in records]
+      ax.plot(steps, values, style, label=label, lw=1.2)
+  for value, label in refs:
+    ax.axhline(value, color="k", lw=0.8, ls=":", label=label)
+  ax.set_title(title, fontsize=10)
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  if ax.has_data():
+    ax.legend(fontsize=7)
 
-  Also D's mean output on encoder and decoder pairs, which shows at a glance
-  whether D has won outright (outputs pinned at its two targets).
+
+def loss_curves(records: list[dict], path: str, title: str = "ALI training") -> str:
+  """The report's Figure 3 as a grid: losses beside the diagnostics that show a dead game.
+
+  Losses; D's outputs and accuracy (training batches, and held-out pairs at
+  the midpoint of its targets); the codes E(x) against the prior N(0, I);
+  their effective dimension beside the prior's; reconstructions relative to
+  trivial predictors (1 = no better); D's calls.
   """
   steps = np.array([r["step"] for r in records])
-  fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(2, 1))
-  for key, label in (("d_loss", "discriminator"), ("g_loss", "encoder + decoder")):
-    ax.plot(steps, [r[key] for r in records], label=label)
-  ax.set_ylabel("loss")
-  ax.set_title(title)
-  ax.legend()
-  ax.grid(alpha=0.3)
-  for key, label in (("d_out_enc", "D(x, G_z(x))"), ("d_out_dec", "D(G_x(z), z)")):
-    if records and key in records[0]:
-      ax2.plot(steps, [r[key] for r in records], label=label)
-  for key, label, ls in (
-    ("d_accuracy", "D accuracy", "--"),
-    ("d_calls_dec", "D calls decoder", ":"),
-  ):
-    if records and key in records[0]:
-      ax2.plot(steps, [r[key] for r in records], label=label, color="gray", ls=ls)
-  ax2.set_xlabel("training step (batches)")
-  ax2.set_ylabel("D output")
-  ax2.legend(fontsize=8)
-  ax2.grid(alpha=0.3)
+  fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), sharex=True)
+  _series(
+    axes[0, 0],
+    steps,
+    records,
+    [
+      ("d_loss", "discriminator", "-"),
+      ("g_loss", "encoder + decoder", "-"),
+      ("cycle_x", "cycle |x - G(E(x))|", "--"),
+      ("cycle_z", "cycle |z - E(G(z))|", "--"),
+      ("d_l2_penalty", "D kernel L2 penalty", ":"),
+    ],
+    ylabel="loss",
+    title="losses",
+  )
+  _series(
+    axes[0, 1],
+    steps,
+    records,
+    [
+      ("d_out_enc", "D(x, G_z(x))", "-"),
+      ("d_out_dec", "D(G_x(z), z)", "-"),
+      ("d_accuracy", "accuracy (train)", "--"),
+      ("val_d_accuracy", "accuracy (held out)", "-"),
+      ("val_d_gap", "output gap / target gap", "-"),
+    ],
+    ylabel="D",
+    title="discriminator",
+    refs=((0.5, "chance accuracy"),),
+  )
+  _series(
+    axes[0, 2],
+    steps,
+    records,
+    [("z_std", "per-dim std of E(x)", "-"), ("z_mean_norm", "norm of mean E(x)", "-")],
+    ylabel="code statistics",
+    title="codes against the prior (std 1, mean 0)",
+    refs=((1.0, "prior std"),),
+  )
+  _series(
+    axes[1, 0],
+    steps,
+    records,
+    [("z_eff_dim", "E(x)", "-"), ("z_eff_dim_prior", "prior, as many samples", "--")],
+    ylabel="effective dimension",
+    title="effective dimension of the codes",
+  )
+  _series(
+    axes[1, 1],
+    steps,
+    records,
+    [
+      ("x_recon_rel", "x: G_x(G_z(x)) vs batch mean", "-"),
+      ("z_recon_rel", "z: G_z(G_x(z)) vs 0", "-"),
+    ],
+    ylabel="relative squared error",
+    title="reconstruction (1 = trivial predictor)",
+    refs=((1.0, "trivial predictor"),),
+  )
+  _series(
+    axes[1, 2],
+    steps,
+    records,
+    [("d_calls_dec", "train", "--"), ("val_d_calls_dec", "held out", "-")],
+    ylabel="share called decoder",
+    title="D's calls (0 or 1: one-sided)",
+    refs=((0.5, "balanced"),),
+  )
+  for ax in axes[1]:
+    ax.set_xlabel("training step (batches)")
+  fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
 
@@ -115,10 +183,13 @@ def pca_by_value(emb: np.ndarray, values: np.ndarray, path: str, *, title: str) 
   return path
 
 
-def sweep_bars(
-  rows: list[dict], keys: list[str], path: str, collapse_accuracy: float = 0.99
-) -> str:
-  """Per sweep point: ALI's scores (mean ± std over seeds) above D's final accuracy."""
+def sweep_bars(rows: list[dict], keys: list[str], path: str) -> str:
+  """Per sweep point: ALI's scores (mean ± std over seeds) above the game's health.
+
+  The lower panel shows the codes' effective dimension relative to the
+  prior's share threshold and D's held-out accuracy, so a point that scores
+  well with collapsed codes or a dead D is visible at once.
+  """
   fig, (top, bottom) = plt.subplots(
     2, 1, figsize=(max(6, 0.9 * len(rows) + 2), 6.5), sharex=True, height_ratios=(2, 1)
   )
@@ -135,11 +206,10 @@ def sweep_bars(
   top.set_ylabel("score (k-means, segments)")
   top.legend(fontsize=8)
   top.grid(axis="y", alpha=0.3)
-  bottom.bar(x, [r.get("final_d_accuracy", np.nan) for r in rows], 0.6, color="0.5")
-  bottom.axhline(0.5, color="k", lw=0.8, ls=":", label="chance")
-  bottom.axhline(collapse_accuracy, color="C3", lw=0.8, ls="--", label="collapse threshold")
-  bottom.set_ylim(0, 1.05)
-  bottom.set_ylabel("final D accuracy")
+  bottom.bar(x - 0.2, [r.get("final_val_d_accuracy", np.nan) for r in rows], 0.4, label="D acc")
+  bottom.bar(x + 0.2, [r.get("final_val_d_gap", np.nan) for r in rows], 0.4, label="D gap")
+  bottom.axhline(0.5, color="k", lw=0.8, ls=":", label="chance accuracy")
+  bottom.set_ylabel("held-out D")
   bottom.legend(fontsize=8, loc="lower right")
   bottom.grid(axis="y", alpha=0.3)
   bottom.set_xticks(x, [r["point"] for r in rows], rotation=30, ha="right")

@@ -25,14 +25,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from song2vec import evaluate
+from song2vec import evaluate, health
 from song2vec.metric_writers import read_jsonl
 
-TAIL = 0.2  # "Final" losses and collapse look at the last 20 % of logged steps.
-COLLAPSE_ACCURACY = 0.99  # D "won": its accuracy above this over that tail.
-ONE_SIDED = 0.99  # The report's failure: D calls this share of all pairs one kind.
+SPLIT = "validation"  # Sweeps choose recipes: they read the validation split only.
 # Scored in every run's report beside ALI; the sweep's rows are read against them.
-REFERENCES = ("Random encoder", "PCA")  # PCA-<components>, as the report names it.
+REFERENCES = (evaluate.UNTRAINED, "PCA", evaluate.MFCC)  # PCA-<components>, as reported.
+FINALS = ("d_loss", "g_loss", "val_d_accuracy", "val_d_gap", "z_eff_dim", "x_recon_rel")
 
 
 def load_sweep(path: str, arg: str):
@@ -63,7 +62,7 @@ def run_point(point: dict, base, root: str) -> str:
   from song2vec import experiment
 
   workdir = os.path.join(root, point["name"])
-  if os.path.exists(evaluate.scores_path(workdir)):
+  if os.path.exists(evaluate.scores_path(workdir, SPLIT)):
     return "skipped"
   os.makedirs(workdir, exist_ok=True)
   failed = os.path.join(workdir, "FAILED")
@@ -72,6 +71,7 @@ def run_point(point: dict, base, root: str) -> str:
   try:
     config = apply_overrides(base, point["overrides"])
     config.name = f"{config.name} / {point['name']}"
+    config.eval.splits = (SPLIT,)  # Whatever the sweep file says: choices never see test.
     experiment.run(config, workdir)
   except Exception:  # Record it and carry on with the other points.
     with open(failed, "w") as f:
@@ -81,19 +81,13 @@ def run_point(point: dict, base, root: str) -> str:
   return "done"
 
 
-def _tail(records: list[dict], key: str) -> float:
-  values = [r[key] for r in records if key in r]
-  if not values:
-    return float("nan")
-  return float(np.mean(values[-max(1, int(round(TAIL * len(values)))) :]))
-
-
 def aggregate(root: str, points: list[dict]) -> list[dict]:
   """One row per point name with its seeds folded in (names end in -seed<N>).
 
   Then one reference row per embedding in REFERENCES, over every finished run:
-  the untrained encoder (seeded like the run) and PCA-64 on the same test set
-  give the scale on which ALI's scores mean something.
+  the untrained encoder (each run's own initial weights), PCA-64 and MFCC
+  statistics on the same validation set give the scale on which ALI's scores
+  mean something.
   """
   groups: dict[str, list[str]] = collections.defaultdict(list)
   for p in points:
@@ -103,19 +97,22 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
   for name, dirs in groups.items():
     row: dict = {"point": name, "runs": 0, "failed": 0, "not_run": 0}
     finals = collections.defaultdict(list)
+    flags = collections.defaultdict(list)
     scores = collections.defaultdict(list)
     for d in dirs:
       if os.path.exists(os.path.join(d, "FAILED")):
         row["failed"] += 1
         continue
-      if not os.path.exists(evaluate.scores_path(d)):
+      if not os.path.exists(evaluate.scores_path(d, SPLIT)):
         row["not_run"] += 1  # Not started, running, or interrupted: not counted.
         continue
       row["runs"] += 1
-      records = read_jsonl(os.path.join(d, "metrics.jsonl"))
-      for key in ("d_loss", "g_loss", "d_accuracy", "d_calls_dec"):
-        finals[key].append(_tail(records, key))
-      for r in evaluate.read_scores(d):
+      summary = health.summarize(read_jsonl(os.path.join(d, "metrics.jsonl")))
+      for key in FINALS:
+        finals[key].append(summary[key])
+      for key, value in health.flags(summary).items():
+        flags[key].append(value)
+      for r in evaluate.read_scores(d, SPLIT):
         if r["level"] != "segment" or r["algorithm"] != "kmeans":
           continue
         name = r["embedding"]
@@ -125,22 +122,20 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
           into = references.setdefault(name, collections.defaultdict(list))
         else:
           continue
-        into[f"{r['test']} V"].append(float(r["v_measure_mean"]))
         into[f"{r['test']} AMI"].append(float(r["ami_mean"]))
+        into[f"{r['test']} probe"].append(float(r["probe_accuracy"]))
     for key, values in finals.items():
       row[f"final_{key}"] = float(np.mean(values))
-    accuracies = finals.get("d_accuracy", [])
-    row["d_collapsed"] = f"{sum(a > COLLAPSE_ACCURACY for a in accuracies)}/{len(accuracies)}"
-    calls = finals.get("d_calls_dec", [])  # NaN (never one-sided) in runs that predate it.
-    one_sided = sum(max(c, 1 - c) > ONE_SIDED for c in calls)
-    row["d_one_sided"] = f"{one_sided}/{len(calls)}"
+    for key in health.FLAGS:
+      values = [v for v in flags.get(key, []) if v is not None]
+      row[key] = f"{sum(values)}/{len(values)}"
     for key, values in scores.items():
       row[key] = (float(np.mean(values)), float(np.std(values)))
     rows.append(row)
   for name, ref_scores in references.items():
     if ref_scores:
       row = {"point": f"reference: {name}", "runs": len(next(iter(ref_scores.values())))}
-      row.update(failed=0, not_run=0, d_collapsed="–", d_one_sided="–")
+      row.update(failed=0, not_run=0, **dict.fromkeys(health.FLAGS, "–"))
       row.update({k: (float(np.mean(v)), float(np.std(v))) for k, v in ref_scores.items()})
       rows.append(row)
   return rows
@@ -149,24 +144,29 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
 def write_tables(rows: list[dict], root: str) -> str:
   """sweep.md, sweep.csv and sweep.png in root; returns the Markdown."""
   keys = sorted({k for r in rows for k in r if isinstance(r.get(k), tuple)})
-  head = ["point", "runs", "failed", "not run", "final d_loss", "final g_loss", "final D acc"]
-  head += ["D collapsed", "D one-sided", *keys]
+  head = ["point", "runs", "failed", "not run"]
+  head += [f"final {k}" for k in FINALS]
+  head += [k.replace("_", " ") for k in health.FLAGS] + keys
   body = []
   for r in rows:
     cells = [r["point"], str(r["runs"]), str(r["failed"]), str(r["not_run"])]
-    finals = (r.get(f"final_{k}") for k in ("d_loss", "g_loss", "d_accuracy"))
+    finals = (r.get(f"final_{k}") for k in FINALS)
     cells += ["–" if v is None else f"{v:.3f}" for v in finals]
-    cells += [r["d_collapsed"], r["d_one_sided"]]
+    cells += [r[k] for k in health.FLAGS]
     cells += [evaluate.format_mean_std(*r[k]) if k in r else "–" for k in keys]
     body.append(cells)
   text = (
-    f"ALI, k-means, segment level, mean ± std over seeds; the reference rows score the "
-    f"untrained encoder and PCA-64 in the same runs. Final losses and D accuracy: mean "
-    f"over the last {TAIL:.0%} of logged steps, averaged over runs. D collapsed: runs whose D "
-    f"accuracy over that tail exceeded {COLLAPSE_ACCURACY} (D wins). D one-sided: runs whose D "
-    f"called more than {ONE_SIDED:.0%} of all pairs, encoder and decoder alike, the same kind "
-    f"over that tail (the report's failure). Not run: no report yet (not "
-    f"started, running or interrupted).\n\n" + evaluate.format_markdown(head, body)
+    f"ALI on the {SPLIT} split, k-means AMI and linear-probe accuracy, segment level, mean ± "
+    f"std over seeds; the reference rows score the untrained encoder (each run's initial "
+    f"weights), PCA-64 and MFCC statistics in the same runs. Final values: mean over the "
+    f"last {health.TAIL:.0%} of logged steps, averaged over runs; val_d_* are D's accuracy "
+    f"(at the midpoint of its targets) and output gap (in units of its target gap) on "
+    f"held-out pairs; x_recon_rel is reconstruction error relative to predicting the mean. "
+    f"Flags count runs: codes collapsed (E(x)'s effective dimension under "
+    f"{health.CODES_COLLAPSED:.0%} of the prior's), D dead (|gap| < {health.D_DEAD_GAP}), D "
+    f"wins (accuracy > {health.D_WINS}), D one-sided (over {health.ONE_SIDED:.0%} of pairs "
+    f"called one kind). Not run: no report yet (not started, running or interrupted).\n\n"
+    + evaluate.format_markdown(head, body)
   )
   with open(os.path.join(root, "sweep.md"), "w") as f:
     f.write(text + "\n")
@@ -176,8 +176,8 @@ def write_tables(rows: list[dict], root: str) -> str:
     writer.writerows(body)
   from song2vec import plots
 
-  ami = [k for k in keys if k.endswith(" AMI")] or keys  # V-measure tracks AMI closely.
-  plots.sweep_bars(rows, ami, os.path.join(root, "sweep.png"), COLLAPSE_ACCURACY)
+  ami = [k for k in keys if k.endswith(" AMI")] or keys
+  plots.sweep_bars(rows, ami, os.path.join(root, "sweep.png"))
   return text
 
 

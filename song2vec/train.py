@@ -37,9 +37,11 @@ from song2vec.metric_writers import MetricWriter, read_jsonl
 class TrainState:
   step: jax.Array  # Completed steps (D and G steps both count).
   g_params: Any  # {"encoder": ..., "decoder": ...}
-  d_params: Any
+  d_params: Any  # {"params": ...}
+  d_stats: Any  # D's spectral-norm power-iteration vectors ({} without it).
   g_opt_state: Any
   d_opt_state: Any
+  ema_encoder: Any  # Moving average of the encoder's weights, used for embedding.
   rng: jax.Array  # Raw uint32 key data, so checkpoints hold plain arrays.
 
 
@@ -52,9 +54,12 @@ class Setup(NamedTuple):
   g_opt: optax.GradientTransformation
   d_opt: optax.GradientTransformation
   loss: ml_collections.ConfigDict
+  model: ml_collections.ConfigDict
+  ema_decay: float
 
 
 AXIS = "batch"  # The pmapped device axis.
+DIAG_STREAM = 0x7FFFFFFF  # fold_in value of the diagnostics' key, apart from every step's.
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -71,26 +76,25 @@ def make_setup(config: ml_collections.ConfigDict, shape: tuple[int, int]) -> Set
     g_opt=optax.adam(t.g_learning_rate, b1=t.adam_b1, b2=t.adam_b2),
     d_opt=optax.adam(t.d_learning_rate, b1=t.adam_b1, b2=t.adam_b2),
     loss=config.loss,
+    model=config.model,
+    ema_decay=t.ema_decay,
   )
 
 
 def init_state(setup: Setup, shape: tuple[int, int], seed: int) -> TrainState:
-  key = jax.random.key(seed)
-  k_enc, k_dec, k_d, k_train = jax.random.split(key, 4)
-  x = jnp.zeros((1, *shape), jnp.float32)
-  z = jnp.zeros((1, setup.encoder.z_dim), jnp.float32)
-  g_params = {
-    "encoder": setup.encoder.init(k_enc, x),
-    "decoder": setup.decoder.init(k_dec, z),
-  }
-  d_params = setup.discriminator.init(k_d, x, z, train=False)
+  variables = models.init_variables(setup.model, shape, seed)
+  g_params = {"encoder": variables["encoder"], "decoder": variables["decoder"]}
+  d_vars = dict(variables["discriminator"])
+  d_params = {"params": d_vars.pop("params")}
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     g_params=g_params,
     d_params=d_params,
+    d_stats=d_vars,
     g_opt_state=setup.g_opt.init(g_params),
     d_opt_state=setup.d_opt.init(d_params),
-    rng=jax.random.key_data(k_train),
+    ema_encoder=jax.tree.map(jnp.copy, variables["encoder"]),  # Own buffers: both are donated.
+    rng=jax.random.key_data(models.train_key(seed)),
   )
 
 
@@ -101,8 +105,28 @@ def _global_index(batch_size: int, axis_name: str | None) -> jax.Array:
   return index
 
 
-def _forward(setup: Setup, g_params, d_params, x, key, axis_name, *, stop_generators: bool):
-  """Samples both joint distributions and scores them with D."""
+def _code(setup: Setup, encoded, eps=None):
+  """z from the encoder's output: mu (+ sigma * eps when sampling) if stochastic."""
+  if not setup.encoder.stochastic:
+    return encoded
+  mu, log_sigma = encoded
+  return mu if eps is None else mu + jnp.exp(log_sigma) * eps
+
+
+def target_mean(loss: ml_collections.ConfigDict) -> float:
+  """D's mean positive label: the midpoint of its range."""
+  lo, hi = loss.positive_label_range
+  return 0.5 * (lo + hi)
+
+
+def _forward(
+  setup: Setup, state: TrainState, g_params, d_params, x, key, axis_name, *, d_step: bool
+):
+  """Samples both joint distributions, scores them with D, adds the E+G terms.
+
+  Returns (parts, new D statistics); the D statistics change only in D's own
+  step (its spectral norms' power iteration).
+  """
   loss = setup.loss
   z_dim = setup.encoder.z_dim
   example_root, dropout_root = jax.random.split(key)
@@ -121,24 +145,54 @@ def _forward(setup: Setup, g_params, d_params, x, key, axis_name, *, stop_genera
   z_prior, eps, noise_enc, noise_dec, dec_target = jax.vmap(draws)(
     _global_index(x.shape[0], axis_name)
   )
-  encoded = setup.encoder.apply(g_params["encoder"], x)
-  if setup.encoder.stochastic:
-    mu, log_sigma = encoded
-    z_enc = mu + jnp.exp(log_sigma) * eps
-  else:
-    z_enc = encoded
+  z_enc = _code(setup, setup.encoder.apply(g_params["encoder"], x), eps)
   x_dec = setup.decoder.apply(g_params["decoder"], z_prior)
-  if stop_generators:
+  if d_step:
     z_enc, x_dec = jax.lax.stop_gradient((z_enc, x_dec))
   if axis_name is not None:
     dropout_root = jax.random.fold_in(dropout_root, jax.lax.axis_index(axis_name))
   k_enc, k_dec = jax.random.split(dropout_root)
   std = loss.instance_noise_std
   d = setup.discriminator
-  d_enc = d.apply(d_params, x + std * noise_enc, z_enc, train=True, rngs={"dropout": k_enc})
-  d_dec = d.apply(d_params, x_dec + std * noise_dec, z_prior, train=True, rngs={"dropout": k_dec})
-  objective = losses.OBJECTIVES[loss.objective]
-  return objective(d_enc, d_dec, dec_target, swap_labels=loss.swap_labels)
+  stats = state.d_stats
+
+  def score(x_in, z_in, k):
+    variables = {**d_params, **stats}
+    if not stats:
+      return d.apply(variables, x_in, z_in, train=True, rngs={"dropout": k}), stats
+    out, new = d.apply(
+      variables,
+      x_in,
+      z_in,
+      train=True,
+      update_stats=d_step,
+      rngs={"dropout": k},
+      mutable=["batch_stats"],
+    )
+    return out, dict(new)
+
+  d_enc, stats = score(x + std * noise_enc, z_enc, k_enc)
+  d_dec, stats = score(x_dec + std * noise_dec, z_prior, k_dec)
+  parts = losses.ali_game(
+    loss.objective,
+    d_enc,
+    d_dec,
+    dec_target,
+    swap_labels=loss.swap_labels,
+    target_mean=target_mean(loss),
+    unary_weight=loss.unary_weight,
+  )
+  if not d_step:
+    # ALICE (Li et al., 2017): cycle terms that make E and G invert each other.
+    if loss.cycle_x_weight:
+      x_rec = setup.decoder.apply(g_params["decoder"], z_enc)
+      parts["cycle_x"] = losses.cycle(x, x_rec, loss.cycle_norm)
+      parts["g_loss"] = parts["g_loss"] + loss.cycle_x_weight * parts["cycle_x"]
+    if loss.cycle_z_weight:
+      z_rec = _code(setup, setup.encoder.apply(g_params["encoder"], x_dec))
+      parts["cycle_z"] = losses.cycle(z_prior, z_rec, loss.cycle_norm)
+      parts["g_loss"] = parts["g_loss"] + loss.cycle_z_weight * parts["cycle_z"]
+  return parts, stats
 
 
 def _step_key(state: TrainState) -> jax.Array:
@@ -151,10 +205,10 @@ def _sync(tree, axis_name):
 
 def _update(opt, params, opt_state, loss_fn, axis_name):
   """Gradient of loss_fn, averaged across devices, applied by `opt`."""
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
-  grads, metrics = _sync((grads, metrics), axis_name)
+  grads, aux = jax.grad(loss_fn, has_aux=True)(params)
+  grads, aux = _sync((grads, aux), axis_name)
   updates, opt_state = opt.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state, metrics
+  return optax.apply_updates(params, updates), opt_state, aux
 
 
 def d_step(setup: Setup, state: TrainState, batch: dict, axis_name: str | None = None):
@@ -162,17 +216,21 @@ def d_step(setup: Setup, state: TrainState, batch: dict, axis_name: str | None =
   x = batch["spectrogram"]
 
   def loss_fn(d_params):
-    parts = _forward(
-      setup, state.g_params, d_params, x, _step_key(state), axis_name, stop_generators=True
+    parts, stats = _forward(
+      setup, state, state.g_params, d_params, x, _step_key(state), axis_name, d_step=True
     )
     l2 = losses.kernel_l2(d_params)
     parts["d_kernel_l2"] = l2
-    return parts["d_loss"] + setup.loss.d_kernel_l2 * l2, parts
+    parts["d_l2_penalty"] = setup.loss.d_kernel_l2 * l2
+    return parts["d_loss"] + parts["d_l2_penalty"], (parts, stats)
 
-  d_params, d_opt_state, metrics = _update(
+  d_params, d_opt_state, (metrics, stats) = _update(
     setup.d_opt, state.d_params, state.d_opt_state, loss_fn, axis_name
   )
-  return state.replace(step=state.step + 1, d_params=d_params, d_opt_state=d_opt_state), metrics
+  state = state.replace(
+    step=state.step + 1, d_params=d_params, d_stats=stats, d_opt_state=d_opt_state
+  )
+  return state, metrics
 
 
 def g_step(setup: Setup, state: TrainState, batch: dict, axis_name: str | None = None):
@@ -180,27 +238,72 @@ def g_step(setup: Setup, state: TrainState, batch: dict, axis_name: str | None =
   x = batch["spectrogram"]
 
   def loss_fn(g_params):
-    parts = _forward(
-      setup, g_params, state.d_params, x, _step_key(state), axis_name, stop_generators=False
+    parts, _ = _forward(
+      setup, state, g_params, state.d_params, x, _step_key(state), axis_name, d_step=False
     )
     return parts["g_loss"], parts
 
   g_params, g_opt_state, metrics = _update(
     setup.g_opt, state.g_params, state.g_opt_state, loss_fn, axis_name
   )
-  return state.replace(step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state), metrics
+  decay = setup.ema_decay
+  ema = jax.tree.map(
+    lambda e, p: decay * e + (1.0 - decay) * p, state.ema_encoder, g_params["encoder"]
+  )
+  state = state.replace(
+    step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state, ema_encoder=ema
+  )
+  return state, metrics
 
 
-def diagnostics(setup: Setup, g_params, x: jax.Array) -> dict[str, jax.Array]:
-  """z statistics and reconstruction error ||x - G_x(G_z(x))||^2 (diagnostic only)."""
-  encoded = setup.encoder.apply(g_params["encoder"], x)
-  z = encoded[0] if setup.encoder.stochastic else encoded
-  x_rec = setup.decoder.apply(g_params["decoder"], z)
+def effective_dimension(z: jax.Array) -> jax.Array:
+  """Participation ratio (sum l)^2 / sum l^2 of the eigenvalues l of z's covariance.
+
+  d for codes spread evenly over d directions, 1 for codes on a line. It needs
+  no eigendecomposition: sum l = trace(C) and sum l^2 = ||C||_F^2.
+  """
+  zc = z - jnp.mean(z, axis=0)
+  cov = zc.T @ zc / z.shape[0]
+  return jnp.square(jnp.trace(cov)) / jnp.maximum(jnp.sum(jnp.square(cov)), 1e-20)
+
+
+def diagnostics(setup: Setup, state: TrainState, x: jax.Array, key: jax.Array) -> dict:
+  """Whether the game is alive, on a fixed batch of held-out segments.
+
+  Codes against the prior N(0, I): mean norm (prior 0), per-dimension std
+  (prior 1), effective dimension (and the prior's on as many samples, its
+  reference); reconstructions relative to trivial predictors: x through
+  G_x(G_z(x)) against predicting the batch mean (1 = no better), z through
+  G_z(G_x(z)) against predicting 0; D's accuracy and output gap at the
+  midpoint of its targets, on instance-noised inputs as in training, without
+  dropout. Nothing here changes the state.
+  """
+  loss = setup.loss
+  enc, dec, d = setup.encoder, setup.decoder, setup.discriminator
+  k_prior, k_noise = jax.random.split(key)
+  z = _code(setup, enc.apply(state.g_params["encoder"], x))
+  z_prior = jax.random.normal(k_prior, z.shape)
+  x_rec = dec.apply(state.g_params["decoder"], z)
+  x_dec = dec.apply(state.g_params["decoder"], z_prior)
+  z_rec = _code(setup, enc.apply(state.g_params["encoder"], x_dec))
+  variables = {**state.d_params, **state.d_stats}
+  noise = loss.instance_noise_std * jax.random.normal(k_noise, (2, *x.shape))
+  s_enc = d.apply(variables, x + noise[0], z, train=False)["xz"]
+  s_dec = d.apply(variables, x_dec + noise[1], z_prior, train=False)["xz"]
+  if loss.objective == "sigmoid":
+    s_enc, s_dec = jax.nn.sigmoid(s_enc), jax.nn.sigmoid(s_dec)
+  decision = losses.decision_metrics(s_enc, s_dec, target_mean(loss))
+  x_centred = x - jnp.mean(x, axis=0)
   return {
-    "recon_mse": jnp.mean(jnp.square(x - x_rec)),
-    "z_mean": jnp.mean(z),
+    "z_mean_norm": jnp.linalg.norm(jnp.mean(z, axis=0)),
     "z_std": jnp.mean(jnp.std(z, axis=0)),
-    "z_norm": jnp.mean(jnp.linalg.norm(z, axis=-1)),
+    "z_eff_dim": effective_dimension(z),
+    "z_eff_dim_prior": effective_dimension(z_prior),
+    "x_recon_rel": jnp.mean(jnp.square(x - x_rec)) / jnp.mean(jnp.square(x_centred)),
+    "z_recon_rel": jnp.mean(jnp.square(z_prior - z_rec)) / jnp.mean(jnp.square(z_prior)),
+    "val_d_accuracy": decision["d_accuracy"],
+    "val_d_gap": decision["d_gap"],
+    "val_d_calls_dec": decision["d_calls_dec"],
   }
 
 
@@ -275,6 +378,7 @@ def train(
   workdir: str,
   shape: tuple[int, int],
   make_batches: Callable[[int], Iterator[dict]],
+  diag_x: np.ndarray | None = None,
 ) -> TrainState:
   """Trains (or resumes) to `config.train.num_steps`; returns the final state.
 
@@ -285,6 +389,9 @@ def train(
     make_batches: start_step -> iterator of batches, each {"spectrogram": ...}
       shaped (devices, per-device batch, bins, frames) when there are several
       local devices, else (batch, bins, frames).
+    diag_x: [n, bins, frames] held-out segments (the validation split's) on
+      which `diagnostics` are logged every `log_every` steps; None: the first
+      training batch, kept fixed.
 
   Raises:
     NonFiniteLossError: a loss became NaN or infinite; nothing of that step
@@ -296,6 +403,9 @@ def train(
   setup = make_setup(config, shape)
   d_fn, g_fn = compile_steps(setup, num_devices)
   diag_fn = jax.jit(functools.partial(diagnostics, setup))
+  # Fixed prior samples and noise for the diagnostics, so that their curves
+  # move only with the model.
+  diag_key = jax.random.fold_in(models.train_key(config.seed), DIAG_STREAM)
 
   ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
   manager = ocp.CheckpointManager(
@@ -323,6 +433,10 @@ def train(
   # Device 0's copy of anything the pmapped steps return or take; identity on one device.
   local = unreplicate if num_devices > 1 else (lambda tree: tree)
   batches = make_batches(start)
+  if diag_x is None:
+    first = next(make_batches(0))["spectrogram"]
+    diag_x = first.reshape((-1, *first.shape[-2:]))
+  diag_x = jnp.asarray(diag_x)
   window: list[dict] = []
   window_start = time.perf_counter()
   host_state = None
@@ -353,7 +467,7 @@ def train(
           # D-only metrics (d_kernel_l2) average over the window's D steps.
           keys = sorted(set().union(*window))
           scalars = {k: float(np.mean([m[k] for m in window if k in m])) for k in keys}
-          diag = diag_fn(local(state.g_params), local(batch["spectrogram"]))
+          diag = diag_fn(local(state), diag_x, diag_key)
           scalars.update({k: float(v) for k, v in diag.items()})
           scalars["steps_per_s"] = len(window) / (time.perf_counter() - window_start)
           writer.write(done, scalars)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -85,7 +86,7 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch):
   )
   rows = evaluate.evaluate(config, workdir, str(out))
   names = {r["embedding"] for r in rows}
-  assert names == {"Raw", "PCA-4", "MFCC stats", "Random encoder", "ALI"}
+  assert names == {"Raw", "PCA-4", "MFCC stats", "Untrained encoder", "ALI"}
   assert {r["test"] for r in rows} == {"all_labels", "two"}
   assert {r["level"] for r in rows} == {"segment", "song"}
   report = os.path.join(workdir, "report")
@@ -100,6 +101,8 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch):
     assert os.path.getsize(os.path.join(report, name)) > 0
   text = open(os.path.join(report, "report.md")).read()
   assert "**On this data, ALI" in text and "| ALI |" in text
+  assert "## Training health" in text and "effective dimension" in text
+  assert all(0.0 <= r["probe_accuracy"] <= 1.0 for r in rows)
   assert "test absent skipped: labels ['jazz'] are not in this dataset" in text
   # Re-running evaluation alone from the run folder.
   config_json = os.path.join(workdir, "config.json")
@@ -107,7 +110,7 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch):
     f.write(config.to_json_best_effort())
   assert evaluate.main([f"--workdir={workdir}"]) == 0
   combined = evaluate.aggregate([workdir, workdir])
-  assert combined.startswith("2 runs, segment level")
+  assert combined.startswith("2 runs, test split, segment level")
   assert "| ALI |" in combined and "± 0.000" in combined  # Same run twice: no spread.
   # An evaluation that dies while drawing leaves no scores file, so a sweep
   # re-runs the point instead of taking it as finished.
@@ -131,3 +134,48 @@ def test_load_segments_subsamples_while_reading(genre_tree, tmp_path):
   assert len(some.x) <= 10 and set(some.song_ids) <= set(everything.song_ids)
   again = embed.load_segments(str(out), "train", max_examples=10, seed=1)
   np.testing.assert_array_equal(some.x, again.x)
+
+
+def test_standardize_uses_the_train_statistics():
+  rng = np.random.default_rng(0)
+  train = rng.normal(5.0, [1.0, 100.0, 0.0], size=(500, 3)).astype(np.float32)
+  other = np.array([[5.0, 105.0, 5.0]], np.float32)
+  tr, out = embed.standardize(train, other)
+  np.testing.assert_allclose(tr[:, :2].mean(0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(tr[:, :2].std(0), 1.0, atol=1e-4)
+  np.testing.assert_allclose(
+    out[0],
+    [
+      (5 - train[:, 0].mean()) / train[:, 0].std(),
+      (105 - train[:, 1].mean()) / train[:, 1].std(),
+      0.0,
+    ],
+    rtol=1e-4,
+  )
+
+
+def test_gmm_covariance_is_full_only_where_it_can_be_estimated():
+  assert evaluate.gmm_covariance(n=960, k=8, dim=64) == "full"  # 120 points per cluster.
+  assert evaluate.gmm_covariance(n=96, k=8, dim=64) == "diag"  # 12 songs per cluster.
+  assert evaluate.gmm_covariance(n=100000, k=8, dim=4096) == "diag"  # Too costly.
+
+
+def test_linear_probe_reads_a_linearly_coded_label():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 3, 300)
+  emb = rng.standard_normal((300, 5)).astype(np.float32)
+  emb[:, 0] += 4.0 * labels  # The label along one axis.
+  assert evaluate.linear_probe(emb[:200], labels[:200], emb[200:], labels[200:]) > 0.9
+  noise = rng.standard_normal((300, 5)).astype(np.float32)
+  assert evaluate.linear_probe(noise[:200], labels[:200], noise[200:], labels[200:]) < 0.6
+
+
+def test_untrained_control_is_the_runs_own_initial_encoder():
+  config = tiny_config()
+  setup = train.make_setup(config, (16, 12))
+  state = train.init_state(setup, (16, 12), seed=config.seed)
+  control = embed.untrained_encoder_params(config.model, (16, 12), config.seed)
+  for a, b in zip(
+    jax.tree.leaves(state.g_params["encoder"]), jax.tree.leaves(control), strict=True
+  ):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -28,9 +28,24 @@ def test_least_squares_by_hand():
   np.testing.assert_allclose(p["g_loss_dec"], g_dec, rtol=1e-6)
   np.testing.assert_allclose(p["g_loss"], g_enc + g_dec, rtol=1e-6)
   np.testing.assert_allclose(p["d_out_enc"], -0.1, rtol=1e-6)
-  # Correct: encoder outputs < 0.5 (both), decoder outputs >= 0.5 (both).
+  # Midpoint of the targets 0 and mean(T) = 0.75: 0.375. Encoder outputs are
+  # below it (both), decoder outputs above (both).
   assert float(p["d_accuracy"]) == 1.0
   assert float(p["d_calls_dec"]) == 0.5  # Two of the four pairs called decoder.
+  np.testing.assert_allclose(p["d_gap"], (0.7 - (-0.1)) / 0.75, rtol=1e-6)
+
+
+def test_accuracy_is_read_at_the_midpoint_of_the_targets():
+  # A least-squares D that has learnt its targets (0 for encoder pairs, 0.8
+  # for decoder pairs) up to a little noise: all pairs on their own side of
+  # 0.4. A threshold of 0.5 would call it wrong on most decoder pairs.
+  d_enc = jnp.array([0.05, -0.05, 0.1, 0.0])
+  d_dec = jnp.array([0.45, 0.7, 0.48, 0.9])
+  p = losses.least_squares(d_enc, d_dec, jnp.full(4, 0.8), target_mean=0.8)
+  assert float(p["d_accuracy"]) == 1.0 and float(p["d_calls_dec"]) == 0.5
+  # A D whose outputs carry nothing: the same value for both kinds.
+  dead = losses.least_squares(jnp.full(4, 0.3), jnp.full(4, 0.3), jnp.full(4, 0.8))
+  assert float(dead["d_gap"]) == 0.0 and float(dead["d_accuracy"]) == 0.5
 
 
 def test_one_sided_discriminator_is_visible_beside_chance_accuracy():
@@ -38,7 +53,7 @@ def test_one_sided_discriminator_is_visible_beside_chance_accuracy():
   ones = jnp.ones(4)
   p = losses.least_squares(0.8 * ones, 0.9 * ones, 0.8 * ones)
   assert float(p["d_accuracy"]) == 0.5 and float(p["d_calls_dec"]) == 1.0
-  p = losses.sigmoid(-2.0 * ones, -1.0 * ones, 0.8 * ones)
+  p = losses.sigmoid(-3.0 * ones, -2.0 * ones, 0.8 * ones)  # sigmoid < 0.4: all "encoder".
   assert float(p["d_accuracy"]) == 0.5 and float(p["d_calls_dec"]) == 0.0
 
 
@@ -64,9 +79,10 @@ def test_sigmoid_by_hand():
   np.testing.assert_allclose(
     p["d_out_dec"], (1 / (1 + math.exp(-0.9)) + 1 / (1 + math.exp(-0.5))) / 2, rtol=1e-5
   )
-  # Logit threshold 0: encoder 0.2 is wrong, -0.4 right; both decoder right.
-  assert float(p["d_accuracy"]) == pytest.approx(0.75)
-  assert float(p["d_calls_dec"]) == pytest.approx(0.75)  # 0.2, 0.9 and 0.5 are >= 0.
+  # On sigmoid(D), threshold 0.75 / 2: sigmoid(0.2) = 0.55 and sigmoid(-0.4)
+  # = 0.40 are both above it (wrong), both decoder pairs right.
+  assert float(p["d_accuracy"]) == pytest.approx(0.5)
+  assert float(p["d_calls_dec"]) == pytest.approx(1.0)
   minimax = losses.sigmoid(D_ENC, D_DEC, T, swap_labels=False)
   np.testing.assert_allclose(
     minimax["g_loss"], -(d_enc + (_ce(0.9, 1) + _ce(0.5, 1)) / 2), rtol=1e-5
@@ -82,3 +98,29 @@ def test_kernel_l2_counts_only_conv_kernels():
     }
   }
   assert float(losses.kernel_l2(params)) == 12 + 3 * 4
+
+
+def test_unary_scores_add_the_same_objective_on_each_marginal():
+  enc = {"xz": D_ENC, "x": jnp.array([0.1, 0.3]), "z": jnp.array([0.0, 0.5])}
+  dec = {"xz": D_DEC, "x": jnp.array([0.6, 0.2]), "z": jnp.array([1.0, 0.4])}
+  kwargs = {"swap_labels": True, "target_mean": 0.75}
+  joint = losses.least_squares(D_ENC, D_DEC, T, **kwargs)
+  p = losses.ali_game("least_squares", enc, dec, T, unary_weight=0.5, **kwargs)
+  for key in ("x", "z"):
+    unary = losses.least_squares(enc[key], dec[key], T, **kwargs)
+    np.testing.assert_allclose(p[f"d_loss_{key}"], unary["d_loss"], rtol=1e-6)
+  want_d = joint["d_loss"] + 0.5 * (p["d_loss_x"] + p["d_loss_z"])
+  want_g = joint["g_loss"] + 0.5 * (p["g_loss_x"] + p["g_loss_z"])
+  np.testing.assert_allclose(p["d_loss"], want_d, rtol=1e-6)
+  np.testing.assert_allclose(p["g_loss"], want_g, rtol=1e-6)
+  # Without unary scores the game is the objective on the joint score alone.
+  alone = losses.ali_game("least_squares", {"xz": D_ENC}, {"xz": D_DEC}, T, **kwargs)
+  np.testing.assert_allclose(alone["d_loss"], joint["d_loss"], rtol=1e-6)
+
+
+def test_cycle_terms_by_hand():
+  a, b = jnp.array([1.0, -2.0]), jnp.array([0.5, 0.0])
+  assert float(losses.cycle(a, b, "l1")) == pytest.approx((0.5 + 2.0) / 2)
+  assert float(losses.cycle(a, b, "l2")) == pytest.approx((0.25 + 4.0) / 2)
+  with pytest.raises(ValueError, match="cycle norm"):
+    losses.cycle(a, b, "l3")

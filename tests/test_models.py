@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from experiments import ali_lsgan
@@ -36,7 +37,66 @@ def test_shapes_round_trip(preset, shape):
       train=False,
     )
   )
-  assert d.shape == (2,)
+  assert d["xz"].shape == (2,)
+
+
+@pytest.mark.parametrize("arch", ["report", "ali"])
+@pytest.mark.parametrize("spectral_norm", [False, True])
+def test_discriminator_variants_score_each_pair(arch, spectral_norm):
+  d = models.Discriminator(
+    channels=(4, 8), hidden=8, dropout=0.2, arch=arch, spectral_norm=spectral_norm, unary=True
+  )
+  x, z = jnp.ones((3, 16, 12)), jnp.ones((3, 5))
+  variables = d.init(jax.random.key(0), x, z, train=False)
+  assert ("batch_stats" in variables) == spectral_norm
+  scores = d.apply(variables, x, z, train=False)
+  assert {k: v.shape for k, v in scores.items()} == {"xz": (3,), "x": (3,), "z": (3,)}
+
+
+def test_spectral_norm_makes_d_blind_to_the_scale_of_its_kernels():
+  def scores(spectral_norm, factor):
+    d = models.Discriminator(
+      channels=(4,), hidden=8, dropout=0.0, arch="ali", spectral_norm=spectral_norm
+    )
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8))
+    z = jax.random.normal(jax.random.key(2), (2, 3))
+    variables = d.init(jax.random.key(0), x, z, train=False)
+    scaled = jax.tree_util.tree_map_with_path(
+      lambda path, w: factor * w if "kernel" in str(path[-1]) else w, variables["params"]
+    )
+    return d.apply({**variables, "params": scaled}, x, z, train=False)["xz"]
+
+  # W / sigma(W) does not change when W is scaled: each layer is normalised.
+  np.testing.assert_allclose(scores(True, 10.0), scores(True, 1.0), rtol=1e-4, atol=1e-5)
+  assert not np.allclose(scores(False, 10.0), scores(False, 1.0), rtol=1e-2)
+
+
+def test_pooled_readout_ignores_where_a_segment_starts():
+  encoder = models.Encoder(z_dim=6, channels=(4, 8), readout="pool")
+  x = jax.random.normal(jax.random.key(0), (2, 16, 32))
+  params = encoder.init(jax.random.key(1), x)
+  # Rolling by a multiple of the total stride (4) permutes the pooled frames
+  # (up to the zero padding at the edges), so mean and std over time barely move;
+  # the flattened readout changes with it.
+  rolled = jnp.roll(x, 8, axis=2)
+  z, features = encoder.apply(params, x, features=True)
+  z_rolled = encoder.apply(params, rolled)
+  assert features.shape == (2, 4 * 8 * 2)  # (F after 2 layers) x channels x {mean, std}.
+  flat = models.Encoder(z_dim=6, channels=(4, 8), readout="flatten")
+  flat_params = flat.init(jax.random.key(1), x)
+  flat_change = jnp.abs(flat.apply(flat_params, x) - flat.apply(flat_params, rolled)).mean()
+  pool_change = jnp.abs(z - z_rolled).mean()
+  assert pool_change < 0.3 * flat_change
+
+
+def test_init_variables_are_a_function_of_the_seed():
+  config = ali_lsgan.get_config("cpu")
+  a = models.init_variables(config.model, (16, 16), seed=3)
+  b = models.init_variables(config.model, (16, 16), seed=3)
+  c = models.init_variables(config.model, (16, 16), seed=4)
+  leaves = jax.tree.leaves
+  assert all(jnp.array_equal(u, v) for u, v in zip(leaves(a), leaves(b), strict=True))
+  assert not all(jnp.array_equal(u, v) for u, v in zip(leaves(a), leaves(c), strict=True))
 
 
 def test_stochastic_encoder_returns_mean_and_log_sigma():
@@ -50,8 +110,8 @@ def test_discriminator_dropout_only_in_training():
   d = models.Discriminator(channels=(4,), hidden=8, dropout=0.5)
   x, z = jnp.ones((2, 8, 8)), jnp.ones((2, 3))
   params = d.init(jax.random.key(0), x, z, train=False)
-  a = d.apply(params, x, z, train=False)
-  assert jnp.array_equal(a, d.apply(params, x, z, train=False))
-  b = d.apply(params, x, z, train=True, rngs={"dropout": jax.random.key(1)})
-  c = d.apply(params, x, z, train=True, rngs={"dropout": jax.random.key(2)})
+  a = d.apply(params, x, z, train=False)["xz"]
+  assert jnp.array_equal(a, d.apply(params, x, z, train=False)["xz"])
+  b = d.apply(params, x, z, train=True, rngs={"dropout": jax.random.key(1)})["xz"]
+  c = d.apply(params, x, z, train=True, rngs={"dropout": jax.random.key(2)})["xz"]
   assert not jnp.allclose(b, c)

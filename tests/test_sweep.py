@@ -48,7 +48,9 @@ def test_runner_runs_skips_records_crashes_and_aggregates(genre_tree, tmp_path):
   path.write_text(SWEEP_FILE.format(path=str(genre_tree), out=str(tmp_path / "ds")))
   root = tmp_path / "runs"
   assert sweep.main([f"--sweep={path}", f"--root={root}"]) == 0
-  assert os.path.exists(root / "plain-seed0" / "report" / "report.md")
+  # A sweep chooses: it evaluates on the validation split only.
+  assert os.path.exists(root / "plain-seed0" / "report-validation" / "report.md")
+  assert not os.path.exists(root / "plain-seed0" / "report")
   failed = (root / "broken-seed0" / "FAILED").read_text()
   assert "no_such_objective" in failed
   base, points = sweep.load_sweep(str(path), "cpu")
@@ -57,20 +59,29 @@ def test_runner_runs_skips_records_crashes_and_aggregates(genre_tree, tmp_path):
   rows = {r["point"]: r for r in sweep.aggregate(str(root), [*points, unfinished])}
   assert rows["plain"]["runs"] == 2 and rows["plain"]["failed"] == 0
   assert rows["plain"]["not_run"] == 1
-  reference = rows["reference: Random encoder"]  # Scored in both finished runs.
+  reference = rows["reference: Untrained encoder"]  # Scored in both finished runs.
   assert reference["runs"] == 2 and len(reference["all_labels AMI"]) == 2
-  assert "reference: PCA-2" in rows  # The tiny config keeps 2 components.
+  assert "reference: PCA-2" in rows and "reference: MFCC stats" in rows
   assert rows["broken"]["failed"] == 1
-  assert rows["plain"]["d_collapsed"].endswith("/2")
-  # A D that wins outright over the tail, and one that calls every pair "decoder".
-  for seed, record in ((0, {"d_accuracy": 1.0, "d_calls_dec": 0.5}), (1, {"d_calls_dec": 1.0})):
+  assert rows["plain"]["codes_collapsed"].endswith("/2")
+  # Over the tail: seed 0's D wins outright with collapsed codes; seed 1's D
+  # calls every pair "decoder" and is dead.
+  healthy = {"z_eff_dim": 40.0, "z_eff_dim_prior": 50.0, "val_d_gap": 0.5}
+  tails = (
+    {"val_d_accuracy": 1.0, "val_d_calls_dec": 0.5, "z_eff_dim": 2.0, "z_eff_dim_prior": 50.0},
+    {"val_d_accuracy": 0.5, "val_d_calls_dec": 1.0, "val_d_gap": 0.0},
+  )
+  for seed, record in enumerate(tails):
     with open(root / f"plain-seed{seed}" / "metrics.jsonl", "a") as f:
       for step in range(4, 8):
-        f.write(json.dumps({"step": step, "d_loss": 0.1, "d_accuracy": 0.5, **record}) + "\n")
+        f.write(json.dumps({"step": step, "d_loss": 0.1, **healthy, **record}) + "\n")
   rows = {r["point"]: r for r in sweep.aggregate(str(root), points)}
-  assert rows["plain"]["d_collapsed"] == "1/2" and rows["plain"]["d_one_sided"] == "1/2"
-  ami = rows["plain"]["all_labels AMI"]
+  plain = rows["plain"]
+  assert plain["d_wins"] == "1/2" and plain["d_one_sided"] == "1/2"
+  assert plain["codes_collapsed"] == "1/2" and plain["d_dead"] == "1/2"
+  ami = plain["all_labels AMI"]
   assert len(ami) == 2 and -1 <= ami[0] <= 1
+  sweep.write_tables(list(rows.values()), str(root))
   for name in ("sweep.md", "sweep.csv", "sweep.png"):
     assert os.path.getsize(root / name) > 0
 
@@ -105,3 +116,4 @@ def test_launch_sweep_flag_runs_the_sweep_runner(tmp_path):
   # Nothing has run in this root: every point is listed, none counted as run.
   assert "| least_squares-g4 | 0 | 0 | 2 |" in table
   assert "| no_d_kernel_l2 | 0 | 0 | 2 |" in table
+  assert "codes collapsed" in table and "validation split" in table

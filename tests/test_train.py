@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments import ali_lsgan
-from song2vec import train
+from song2vec import health, train
 from song2vec.metric_writers import read_jsonl
 
 SHAPE = (16, 12)
@@ -109,8 +109,8 @@ def test_pmapped_training_loop_runs_and_logs(tmp_path):
   state = train.train(config, str(tmp_path), SHAPE, lambda s: batches_from(s, 4))
   assert int(state.step) == 5 and np.asarray(state.step).shape == ()
   record = read_jsonl(str(tmp_path / "metrics.jsonl"))[-1]
-  for key in ("d_loss", "g_loss", "d_out_enc", "d_out_dec", "recon_mse", "z_std", "steps_per_s"):
-    assert np.isfinite(record[key])
+  for key in ("d_loss", "g_loss", "d_out_enc", "d_out_dec", "steps_per_s", *health.DIAGNOSTICS):
+    assert np.isfinite(record[key]), key
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -161,3 +161,91 @@ def test_stochastic_encoder_trains_with_reparameterisation():
   assert np.isfinite(float(d_metrics["d_loss"])) and np.isfinite(float(g_metrics["g_loss"]))
   moved = jax.tree.map(lambda a, b: not np.allclose(a, np.asarray(b)), before, state.g_params)
   assert moved["encoder"]["params"]["log_sigma"]["kernel"]  # Gradient reaches sigma.
+
+
+def test_effective_dimension_by_hand():
+  rng = np.random.default_rng(0)
+  # Codes spread evenly over 3 of 8 directions, and codes on a line.
+  even = np.zeros((3000, 8), np.float32)
+  even[:, :3] = rng.standard_normal((3000, 3))
+  assert float(train.effective_dimension(even)) == pytest.approx(3.0, rel=0.05)
+  line = np.outer(rng.standard_normal(500), rng.standard_normal(8)).astype(np.float32)
+  assert float(train.effective_dimension(line)) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_diagnostics_flag_collapsed_codes_and_a_dead_discriminator():
+  config = tiny_config()
+  setup = train.make_setup(config, SHAPE)
+  state = train.init_state(setup, SHAPE, seed=0)
+  x = batch_for(0)["spectrogram"]
+  key = jax.random.key(0)
+  alive = train.diagnostics(setup, state, x, key)
+  assert alive["z_eff_dim"] > 0.25 * alive["z_eff_dim_prior"]
+  # An encoder whose readout ignores x puts every code on one point.
+  params = jax.tree.map(np.asarray, state.g_params)
+  params["encoder"]["params"]["z"]["kernel"] = np.zeros_like(
+    params["encoder"]["params"]["z"]["kernel"]
+  )
+  params["encoder"]["params"]["z"]["bias"] = np.full(8, 3.0, np.float32)
+  # A D with a zero output layer scores every pair the same.
+  d_params = jax.tree.map(np.asarray, state.d_params)
+  d_params["params"]["out"]["kernel"] = np.zeros_like(d_params["params"]["out"]["kernel"])
+  dead = train.diagnostics(setup, state.replace(g_params=params, d_params=d_params), x, key)
+  assert float(dead["z_std"]) == pytest.approx(0.0, abs=1e-6)
+  assert float(dead["z_mean_norm"]) == pytest.approx(3.0 * np.sqrt(8), rel=1e-5)
+  assert float(dead["val_d_gap"]) == 0.0
+  summary = {k: float(v) for k, v in dead.items()}
+  flags = health.flags(summary)
+  assert flags["codes_collapsed"] and flags["d_dead"] and not flags["d_wins"]
+  assert "the codes collapsed" in health.describe(summary)
+
+
+@pytest.mark.parametrize(
+  "model, loss",
+  [
+    ({"d_arch": "ali", "d_unary_scores": True}, {"unary_weight": 1.0}),
+    ({"d_spectral_norm": True}, {}),
+    (
+      {"encoder_readout": "pool", "stochastic_encoder": True},
+      {"cycle_x_weight": 1.0, "cycle_z_weight": 1.0},
+    ),
+  ],
+)
+def test_remedies_train_on_one_and_four_devices_alike(model, loss):
+  config = tiny_config()
+  config.model.update(model)
+  config.loss.update(loss)
+  config.model.d_dropout = 0.0  # Dropout masks are drawn per device by design.
+  config.model.stochastic_encoder = False
+  setup = train.make_setup(config, SHAPE)
+  single = train.init_state(setup, SHAPE, seed=0)
+  multi = train.replicate(train.init_state(setup, SHAPE, seed=0), 4)
+  one, four = train.compile_steps(setup, 1), train.compile_steps(setup, 4)
+  for step in range(2):  # One D step, one G step.
+    single, m1 = one[step](single, batch_for(step))
+    multi, m4 = four[step](multi, batch_for(step, 4))
+    for k in m1:
+      assert np.isfinite(m1[k]), k
+      np.testing.assert_allclose(m4[k][0], m1[k], rtol=2e-4, atol=1e-5, err_msg=k)
+  if loss.get("cycle_x_weight"):
+    assert "cycle_x" in m1 and "cycle_z" in m1
+  if model.get("d_unary_scores"):
+    assert "d_loss_x" in m1 and "d_loss_z" in m1
+  if model.get("d_spectral_norm"):  # D's power-iteration vectors moved in its step.
+    before = train.init_state(setup, SHAPE, seed=0).d_stats
+    moved = jax.tree.map(lambda a, b: not np.allclose(a, b), before, jax.device_get(single.d_stats))
+    assert any(jax.tree.leaves(moved))
+
+
+def test_encoder_moving_average_follows_the_encoder():
+  config = tiny_config(ema_decay=0.5)
+  setup = train.make_setup(config, SHAPE)
+  state = train.init_state(setup, SHAPE, seed=0)
+  start = jax.tree.map(np.asarray, state.g_params["encoder"])
+  _, g_fn = train.compile_steps(setup, 1)
+  state, _ = g_fn(state, batch_for(0))
+  new = state.g_params["encoder"]
+  for e, a, b in zip(
+    jax.tree.leaves(state.ema_encoder), jax.tree.leaves(start), jax.tree.leaves(new), strict=True
+  ):
+    np.testing.assert_allclose(np.asarray(e), 0.5 * a + 0.5 * np.asarray(b), rtol=1e-5, atol=1e-7)
