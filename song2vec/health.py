@@ -75,11 +75,28 @@ def flags(summary: dict[str, float]) -> dict[str, bool | None]:
   }
 
 
-def describe(summary: dict[str, float]) -> str:
-  """One paragraph: which failures the run shows, with the numbers behind them."""
+def headline(summary: dict[str, float]) -> str:
+  """One bold sentence: which failures the run shows, or that none is flagged."""
   f = flags(summary)
   if all(v is None for v in f.values()):
     return "This run logged no diagnostics (it predates them): its health is unknown."
+  words = {
+    "codes_collapsed": "the codes collapsed",
+    "d_dead": "D is dead (it tells the pair kinds apart no better than a constant)",
+    "d_wins": "D wins outright",
+    "d_one_sided": "D calls almost every pair the same kind",
+  }
+  failed = [words[name] for name, v in f.items() if v]
+  if failed:
+    return "**The adversarial game failed: " + "; ".join(failed) + ".**"
+  return "**No failure flag is raised on the training diagnostics.**"
+
+
+def describe(summary: dict[str, float]) -> str:
+  """The headline, then the numbers behind it."""
+  head = headline(summary)
+  if head.startswith("This run logged no"):
+    return head
   s = summary
   facts = (
     f"codes E(x): effective dimension {s['z_eff_dim']:.1f} (prior on as many samples: "
@@ -89,15 +106,4 @@ def describe(summary: dict[str, float]) -> str:
     f"held-out pairs: accuracy {s['val_d_accuracy']:.2f} at its targets' midpoint, output gap "
     f"{s['val_d_gap']:.2f} of its target gap"
   )
-  failed = [name for name, v in f.items() if v]
-  words = {
-    "codes_collapsed": "the codes collapsed",
-    "d_dead": "D is dead (it tells the pair kinds apart no better than a constant)",
-    "d_wins": "D wins outright",
-    "d_one_sided": "D calls almost every pair the same kind",
-  }
-  if failed:
-    head = "**The game failed: " + "; ".join(words[k] for k in failed) + ".**"
-  else:
-    head = "**No failure flag is raised.**"
   return f"{head} Over the last {TAIL:.0%} of logged steps: {facts}."
