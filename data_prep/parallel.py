@@ -7,11 +7,10 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from tqdm import tqdm
+from song2vec.progress import progress_bar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,14 +41,6 @@ def _single_threaded_children():
         os.environ.pop(k, None)
       else:
         os.environ[k] = v
-
-
-def progress_bar(**kwargs) -> tqdm:
-  """A tqdm bar with rate and ETA; redrawn at most every 10 s when stderr is a
-  file or CI log rather than a terminal, so logs stay readable."""
-  interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-  kwargs.setdefault("mininterval", 0.1 if interactive else 10.0)
-  return tqdm(dynamic_ncols=True, smoothing=0.1, **kwargs)
 
 
 def ordered_map(

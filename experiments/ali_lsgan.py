@@ -58,6 +58,11 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
     config.model.d_channels = (16, 32, 64)
     config.model.d_hidden = 128
   config.model.d_dropout = 0.2  # Ours (the ALI paper's value).
+  config.model.conv_kernel = 4  # Ours (DCGAN's): stride-2 convs of E and D.
+  config.model.decoder_kernel = 3  # Ours: the conv after each of G_x's upsamplings.
+  config.model.d_z_layers = 2  # Ours: depth of D's z branch.
+  config.model.negative_slope = 0.2  # Ours (DCGAN's leaky ReLU).
+  config.model.norm_groups = 8  # Ours: GroupNorm groups in E and G_x (at most the channels).
   # The field's remedies, each off here because it would change the report's
   # recipe (experiments/song2vec.py turns on the ones chosen on validation):
   config.model.encoder_readout = "flatten"  # Report; "pool": mean+std over time (as MFCC stats).
@@ -115,4 +120,12 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.eval.pca_components = 64  # Report: r = 64, the ALI embedding's size.
   config.eval.pca_fit_max_segments = 4000  # Ours: bounds PCA's memory at 257 x 430.
   config.eval.knn_k = 10  # Ours: retrieval precision@10.
+  config.eval.n_mfcc = 20  # Ours: the MFCC-statistics baseline's coefficients.
+  config.eval.clustering = ml_collections.ConfigDict()
+  config.eval.clustering.kmeans_n_init = 4  # Ours: k-means restarts per clustering seed.
+  config.eval.clustering.gmm_reg_covar = 1e-3  # Ours: added to each covariance's diagonal.
+  # Ours: above this dimension a full covariance per cluster is too costly and
+  # the GMM is diagonal (it is also diagonal where a cluster has fewer points
+  # than dimensions).
+  config.eval.clustering.gmm_full_max_dim = 256
   return config

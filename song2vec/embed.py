@@ -83,8 +83,8 @@ def fit_pca(train_x: np.ndarray, components: int, seed: int) -> PCA:
   return PCA(components, svd_solver="randomized", random_state=seed).fit(flat)
 
 
-def mfcc_stats(x: np.ndarray, info: input_pipeline.DatasetInfo, n_mfcc: int = 20) -> np.ndarray:
-  """Mean and std over frames of 20 MFCCs and their deltas: [n, 4 * n_mfcc].
+def mfcc_stats(x: np.ndarray, info: input_pipeline.DatasetInfo, n_mfcc: int) -> np.ndarray:
+  """Mean and std over frames of n_mfcc MFCCs and their deltas: [n, 4 * n_mfcc].
 
   Computed from the stored spectrograms (undo the normalisation and the log,
   map linear bins to mel bands (128 for 257 bins), then librosa's MFCC), so no audio is needed.

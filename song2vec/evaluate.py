@@ -36,7 +36,6 @@ from song2vec.metric_writers import read_jsonl
 
 SCORES = ("v_measure", "ami", "nmi", "ari")
 ALGORITHMS = ("kmeans", "gmm")
-_GMM_FULL_MAX_DIM = 256  # Above this, a full covariance per cluster is too costly.
 UNTRAINED = "Untrained encoder"  # This run's own encoder at step 0.
 MFCC = "MFCC stats"
 
@@ -51,30 +50,34 @@ def score(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
   }
 
 
-def gmm_covariance(n: int, k: int, dim: int) -> str:
+def gmm_covariance(n: int, k: int, dim: int, full_max_dim: int) -> str:
   """A full covariance per cluster where it can be estimated, else diagonal.
 
   A full d x d covariance needs more points than dimensions in each cluster
-  (n / k > d), and stays affordable only up to a few hundred dimensions.
+  (n / k > d), and stays affordable only up to `full_max_dim` dimensions.
   """
-  return "full" if n / k > dim and dim <= _GMM_FULL_MAX_DIM else "diag"
+  return "full" if n / k > dim and dim <= full_max_dim else "diag"
 
 
-def cluster(emb: np.ndarray, k: int, algorithm: str, seed: int) -> np.ndarray:
-  """Cluster assignments of `emb` into k groups."""
+def cluster(emb: np.ndarray, k: int, algorithm: str, seed: int, options) -> np.ndarray:
+  """Cluster assignments of `emb` into k groups; `options` is config.eval.clustering."""
   if algorithm == "kmeans":
-    return KMeans(k, n_init=4, random_state=seed).fit_predict(emb)
-  covariance = gmm_covariance(len(emb), k, emb.shape[1])
-  gmm = GaussianMixture(k, covariance_type=covariance, reg_covar=1e-3, random_state=seed)
+    return KMeans(k, n_init=options.kmeans_n_init, random_state=seed).fit_predict(emb)
+  covariance = gmm_covariance(len(emb), k, emb.shape[1], options.gmm_full_max_dim)
+  gmm = GaussianMixture(
+    k, covariance_type=covariance, reg_covar=options.gmm_reg_covar, random_state=seed
+  )
   return gmm.fit(emb).predict(emb)
 
 
-def clustering_scores(emb: np.ndarray, labels: np.ndarray, algorithm: str, seeds: int) -> dict:
+def clustering_scores(
+  emb: np.ndarray, labels: np.ndarray, algorithm: str, seeds: int, options
+) -> dict:
   """Mean and std over seeds of each score, and of the same for shuffled labels."""
   k = len(np.unique(labels))
   runs, chance = [], []
   for seed in range(seeds):
-    clusters = cluster(emb, k, algorithm, seed)
+    clusters = cluster(emb, k, algorithm, seed, options)
     runs.append(score(labels, clusters))
     chance.append(score(np.random.default_rng(seed).permutation(labels), clusters))
   out = {}
@@ -161,7 +164,7 @@ def compute_embeddings(config, workdir: str, dataset_dir: str, split: str = "tes
   embedders = {
     "Raw": embed.raw,
     f"PCA-{ev.pca_components}": lambda x: pca.transform(embed.raw(x)).astype(np.float32),
-    MFCC: lambda x: embed.mfcc_stats(x, info),
+    MFCC: lambda x: embed.mfcc_stats(x, info, ev.n_mfcc),
     UNTRAINED: lambda x: embed.encode(config.model, info.shape, untrained, x),
     "ALI": lambda x: embed.encode(config.model, info.shape, params, x),
   }
@@ -171,7 +174,9 @@ def compute_embeddings(config, workdir: str, dataset_dir: str, split: str = "tes
   return out, train_out, target, train, step
 
 
-def evaluate(config, workdir: str, dataset_dir: str, split: str = "test") -> list[dict]:
+def evaluate(
+  config, workdir: str, dataset_dir: str, split: str = "test", on: str = ""
+) -> list[dict]:
   """Scores every embedding of `split` on every test at both levels; returns table rows.
 
   Choices (recipes, hyper-parameters, checkpoints) are made on the
@@ -198,7 +203,7 @@ def evaluate(config, workdir: str, dataset_dir: str, split: str = "test") -> lis
         probe = linear_probe(tr, tr_labels, e, labels)
         majority = float(np.max(np.bincount(labels)) / len(labels))
         for algorithm in ALGORITHMS:
-          s = clustering_scores(e, labels, algorithm, config.eval.seeds)
+          s = clustering_scores(e, labels, algorithm, config.eval.seeds, config.eval.clustering)
           rows.append(
             {
               "split": split,
@@ -219,7 +224,7 @@ def evaluate(config, workdir: str, dataset_dir: str, split: str = "test") -> lis
             }
           )
   logging.info("evaluation of the %s split took %.1f s", split, time.perf_counter() - start)
-  _write_report(config, workdir, dataset_dir, rows, embeddings, target, tests, notes, split)
+  _write_report(config, workdir, dataset_dir, rows, embeddings, target, tests, notes, split, on)
   return rows
 
 
@@ -229,19 +234,24 @@ def format_markdown(head: list[str], rows: list[list[str]]) -> str:
   return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def report_dir(workdir: str, split: str = "test") -> str:
-  """report/ for the test split (the final report), report-<split>/ otherwise."""
-  return os.path.join(workdir, "report" if split == "test" else f"report-{split}")
+def report_dir(workdir: str, split: str = "test", on: str = "") -> str:
+  """report/ for the test split (the final report), report-<split>/ otherwise.
+
+  `on` names another dataset the run's encoder was evaluated on (a transfer
+  evaluation): report[-<split>]-on-<on>/.
+  """
+  name = "report" if split == "test" else f"report-{split}"
+  return os.path.join(workdir, f"{name}-on-{on}" if on else name)
 
 
-def scores_path(workdir: str, split: str = "test") -> str:
+def scores_path(workdir: str, split: str = "test", on: str = "") -> str:
   """A run's clustering scores; written last, so it also marks a finished evaluation."""
-  return os.path.join(report_dir(workdir, split), "clustering.csv")
+  return os.path.join(report_dir(workdir, split, on), "clustering.csv")
 
 
-def read_scores(workdir: str, split: str = "test") -> list[dict]:
-  """The rows of a run's clustering.csv for `split`, as strings."""
-  with open(scores_path(workdir, split)) as f:
+def read_scores(workdir: str, split: str = "test", on: str = "") -> list[dict]:
+  """The rows of a run's clustering.csv for `split` (on dataset `on`), as strings."""
+  with open(scores_path(workdir, split, on)) as f:
     return list(csv.DictReader(f))
 
 
@@ -338,8 +348,8 @@ def _describe_tests(tests) -> str:
   return ", ".join(f"{name} = {list(labels) or 'all labels'}" for name, labels in tests.items())
 
 
-def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, notes, split):
-  out = report_dir(workdir, split)
+def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, notes, split, on):
+  out = report_dir(workdir, split, on)
   os.makedirs(out, exist_ok=True)
   tables = {level: markdown_table(rows, level) for level in ("segment", "song")}
   for level, text in tables.items():
@@ -370,6 +380,7 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, n
     if split == "test"
     else "for choosing recipes, hyper-parameters and checkpoints; the test split is kept apart"
   )
+  cl = config.eval.clustering
   lines = [
     f"# song2vec report: {config.name} ({split} split)",
     "",
@@ -382,9 +393,9 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, n
     f"- embeddings: each standardised per dimension with its train-split mean and std; "
     f"ALI = the encoder's {config.model.get('embedding', 'z')!r} embedding; "
     f"{UNTRAINED} = the same network with this run's initial weights",
-    f"- clustering: k = number of labels; k-means (4 inits) and a Gaussian mixture "
+    f"- clustering: k = number of labels; k-means ({cl.kmeans_n_init} inits) and a Gaussian mixture "
     f"(full covariance where each cluster would have more points than dimensions and up to "
-    f"{_GMM_FULL_MAX_DIM} dimensions, diagonal otherwise), "
+    f"{cl.gmm_full_max_dim} dimensions, diagonal otherwise), "
     f"each over {config.eval.seeds} seeds: mean ± std; chance = the same clusterings "
     "scored against shuffled labels; kNN p@10 = share of same-label items among the 10 "
     "nearest, the query's own song excluded (chance row: 1/labels); probe acc = accuracy of "
@@ -395,7 +406,7 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, n
     "",
     "## Verdict",
     "",
-    _verdict(rows),
+    _verdict(rows) + " Training: " + health.headline(summary),
     "",
     "## Training health",
     "",
@@ -447,7 +458,7 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, n
   with open(path, "w") as f:
     f.write("\n".join(lines))
   # Last, and renamed into place: its presence means the whole report is there.
-  final = scores_path(workdir, split)
+  final = scores_path(workdir, split, on)
   partial = final + ".incomplete"
   with open(partial, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -458,7 +469,9 @@ def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, n
   return path
 
 
-def aggregate(workdirs: list[str], level: str = "segment", split: str = "test") -> str:
+def aggregate(
+  workdirs: list[str], level: str = "segment", split: str = "test", on: str = ""
+) -> str:
   """Mean ± std across runs (e.g. training seeds) of each run's mean scores.
 
   Spread across training seeds is the one that matters for a claim about
@@ -466,7 +479,7 @@ def aggregate(workdirs: list[str], level: str = "segment", split: str = "test") 
   """
   runs: dict[tuple, list[list[float]]] = {}
   for workdir in workdirs:
-    for r in read_scores(workdir, split):
+    for r in read_scores(workdir, split, on):
       if r["level"] == level:
         key = (r["test"], r["embedding"], r["algorithm"])
         values = [float(r["v_measure_mean"]), float(r["ami_mean"])]
@@ -512,9 +525,17 @@ def main(argv: list[str] | None = None) -> int:
     choices=("validation", "test"),
     help="validation: for choices; test: the final report only",
   )
+  parser.add_argument(
+    "--dataset",
+    default="",
+    help="evaluate the run's encoder on this data_prep dataset folder instead of its own "
+    "(a transfer evaluation: same feature settings, the dataset's own normalisation); "
+    "the report goes to report[-SPLIT]-on-<folder name>/",
+  )
   args = parser.parse_args(argv)
+  on = os.path.basename(os.path.normpath(args.dataset)) if args.dataset else ""
   if args.aggregate:
-    print(aggregate(args.aggregate, args.level, args.split))
+    print(aggregate(args.aggregate, args.level, args.split, on))
     return 0
   path = os.path.join(args.workdir, "config.json")
   if not os.path.exists(path):
@@ -525,7 +546,20 @@ def main(argv: list[str] | None = None) -> int:
   from data_prep.config import build_config_from_dict
 
   dataset_dir = build_config_from_dict(config.data.to_dict()).dataset_dir
-  rows = evaluate(config, args.workdir, dataset_dir, args.split)
+  if args.dataset:
+    theirs = input_pipeline.load_info(args.dataset).metadata["features"]
+    ours = input_pipeline.load_info(dataset_dir).metadata["features"]
+    if theirs != ours:
+      print(
+        f"error: {args.dataset} was built with other feature settings than the run's "
+        f"{dataset_dir}: {theirs} vs {ours}",
+        file=sys.stderr,
+      )
+      return 2
+    dataset_dir = args.dataset
+    # Its own labels: the run's tests name the run's labels.
+    config.eval.tests = ml_collections.ConfigDict({"all_labels": ()})
+  rows = evaluate(config, args.workdir, dataset_dir, args.split, on)
   print(markdown_table(rows, "segment"))
   return 0
 

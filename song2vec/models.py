@@ -42,16 +42,12 @@ def feature_shapes(shape: tuple[int, int], num_layers: int) -> list[tuple[int, i
   return shapes
 
 
-def _act(x):
-  return nn.leaky_relu(x, negative_slope=0.2)
-
-
-def _norm(channels: int) -> nn.Module:
+def _norm(channels: int, groups: int) -> nn.Module:
   # Convolutions before it have no bias: the normalisation removes it, its
   # gradient is zero up to rounding, and Adam would amplify that rounding.
   # GroupNorm is per example: no batch statistics to sync across devices, so
   # a pmapped step equals the single-device step on the same global batch.
-  return nn.GroupNorm(num_groups=min(8, channels))
+  return nn.GroupNorm(num_groups=min(groups, channels))
 
 
 def time_pool(h: jax.Array) -> jax.Array:
@@ -72,13 +68,17 @@ class Encoder(nn.Module):
   channels: Sequence[int]
   stochastic: bool = False
   readout: str = "flatten"  # One of READOUTS.
+  kernel: int = 4  # Side of each stride-2 convolution's kernel.
+  negative_slope: float = 0.2  # Leaky ReLU's.
+  norm_groups: int = 8  # GroupNorm's groups (at most the channels).
 
   @nn.compact
   def __call__(self, x: jax.Array, *, features: bool = False):
     h = x[..., None]
+    k = (self.kernel, self.kernel)
     for c in self.channels:
-      h = nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(h)
-      h = _act(_norm(c)(h))
+      h = nn.Conv(c, k, strides=(2, 2), padding="SAME", use_bias=False)(h)
+      h = nn.leaky_relu(_norm(c, self.norm_groups)(h), self.negative_slope)
     if self.readout == "pool":
       h = time_pool(h)
     elif self.readout == "flatten":
@@ -99,19 +99,24 @@ class Decoder(nn.Module):
 
   shape: tuple[int, int]
   channels: Sequence[int]  # Deepest first.
+  kernel: int = 3  # Side of the kernel of the convolution after each upsampling.
+  negative_slope: float = 0.2
+  norm_groups: int = 8
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
+    act = lambda h: nn.leaky_relu(h, self.negative_slope)  # noqa: E731
+    k = (self.kernel, self.kernel)
     shapes = feature_shapes(self.shape, len(self.channels))[::-1]  # Smallest first.
     f, t = shapes[0]
     h = nn.Dense(f * t * self.channels[0])(z)
-    h = _act(h.reshape((z.shape[0], f, t, self.channels[0])))
+    h = act(h.reshape((z.shape[0], f, t, self.channels[0])))
     for (f, t), c in zip(shapes[1:], list(self.channels[1:]) + [self.channels[-1]], strict=True):
       h = jax.image.resize(h, (h.shape[0], f, t, h.shape[-1]), method="nearest")
-      h = nn.Conv(c, (3, 3), padding="SAME", use_bias=False)(h)
-      h = _act(_norm(c)(h))
+      h = nn.Conv(c, k, padding="SAME", use_bias=False)(h)
+      h = act(_norm(c, self.norm_groups)(h))
     # Linear output: spectrograms are normalised to ~N(0, 1) per bin.
-    return nn.Conv(1, (3, 3), padding="SAME", name="out")(h)[..., 0]
+    return nn.Conv(1, k, padding="SAME", name="out")(h)[..., 0]
 
 
 class Discriminator(nn.Module):
@@ -123,6 +128,9 @@ class Discriminator(nn.Module):
   arch: str = "report"  # One of D_ARCHS.
   spectral_norm: bool = False
   unary: bool = False  # BigBiGAN's s_x and s_z beside the joint score.
+  kernel: int = 4
+  z_layers: int = 2  # Dense layers of the z branch.
+  negative_slope: float = 0.2
 
   @nn.compact
   def __call__(
@@ -131,6 +139,7 @@ class Discriminator(nn.Module):
     if self.arch not in D_ARCHS:
       raise ValueError(f"discriminator arch must be one of {D_ARCHS}, got {self.arch!r}")
     drop = nn.Dropout(self.dropout, deterministic=not train)
+    act = lambda h: nn.leaky_relu(h, self.negative_slope)  # noqa: E731
 
     def layer(module: nn.Module, h: jax.Array) -> jax.Array:
       if self.spectral_norm:
@@ -144,16 +153,17 @@ class Discriminator(nn.Module):
     post = (lambda h: h) if ali else drop
     h = x[..., None]
     for c in self.channels:
-      h = post(_act(layer(nn.Conv(c, (4, 4), strides=(2, 2), padding="SAME"), pre(h))))
+      conv = nn.Conv(c, (self.kernel, self.kernel), strides=(2, 2), padding="SAME")
+      h = post(act(layer(conv, pre(h))))
     hx = h.reshape((h.shape[0], -1))
     if ali:  # x embedded to the z branch's width.
-      hx = _act(layer(nn.Dense(self.hidden), pre(hx)))
+      hx = act(layer(nn.Dense(self.hidden), pre(hx)))
     hz = z
-    for _ in range(2):
-      hz = post(_act(layer(nn.Dense(self.hidden), pre(hz))))
+    for _ in range(self.z_layers):
+      hz = post(act(layer(nn.Dense(self.hidden), pre(hz))))
     h = jnp.concatenate([hx, hz], axis=-1)
     for _ in range(2 if ali else 1):
-      h = post(_act(layer(nn.Dense(2 * self.hidden), pre(h))))
+      h = post(act(layer(nn.Dense(2 * self.hidden), pre(h))))
     scores = {"xz": layer(nn.Dense(1, name="out"), pre(h))[:, 0]}
     if self.unary:
       scores["x"] = layer(nn.Dense(1, name="out_x"), pre(hx))[:, 0]
@@ -168,8 +178,17 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     channels=tuple(model_config.encoder_channels),
     stochastic=model_config.stochastic_encoder,
     readout=model_config.encoder_readout,
+    kernel=model_config.conv_kernel,
+    negative_slope=model_config.negative_slope,
+    norm_groups=model_config.norm_groups,
   )
-  decoder = Decoder(shape=tuple(shape), channels=tuple(reversed(model_config.encoder_channels)))
+  decoder = Decoder(
+    shape=tuple(shape),
+    channels=tuple(reversed(model_config.encoder_channels)),
+    kernel=model_config.decoder_kernel,
+    negative_slope=model_config.negative_slope,
+    norm_groups=model_config.norm_groups,
+  )
   discriminator = Discriminator(
     channels=tuple(model_config.d_channels),
     hidden=model_config.d_hidden,
@@ -177,6 +196,9 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     arch=model_config.d_arch,
     spectral_norm=model_config.d_spectral_norm,
     unary=model_config.d_unary_scores,
+    kernel=model_config.conv_kernel,
+    z_layers=model_config.d_z_layers,
+    negative_slope=model_config.negative_slope,
   )
   return encoder, decoder, discriminator
 

@@ -28,9 +28,9 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from data_prep.parallel import progress_bar
 from song2vec import losses, models, plots
 from song2vec.metric_writers import MetricWriter, read_jsonl
+from song2vec.progress import progress_bar
 
 
 @flax.struct.dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -11,7 +12,9 @@ from sklearn import metrics as skm
 from test_build import make_config
 from test_train import tiny_config
 
+from conftest import TINY
 from data_prep import builder
+from experiments import ali_lsgan
 from song2vec import embed, evaluate, train
 
 
@@ -33,10 +36,11 @@ def test_separable_embedding_scores_one_and_random_scores_zero(algorithm):
   labels = np.repeat(np.arange(4), 40)
   centres = 20 * rng.standard_normal((4, 8))
   separable = centres[labels] + rng.standard_normal((160, 8))
-  s = evaluate.clustering_scores(separable, labels, algorithm, seeds=3)
+  options = ali_lsgan.get_config().eval.clustering
+  s = evaluate.clustering_scores(separable, labels, algorithm, 3, options)
   assert s["v_measure"][0] > 0.95 and s["ami"][0] > 0.95
   assert abs(s["chance_ami"]) < 0.05
-  noise = evaluate.clustering_scores(rng.standard_normal((160, 8)), labels, algorithm, seeds=3)
+  noise = evaluate.clustering_scores(rng.standard_normal((160, 8)), labels, algorithm, 3, options)
   assert abs(noise["ami"][0]) < 0.05 and noise["v_measure"][0] < 0.1
 
 
@@ -109,6 +113,15 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch):
   with open(config_json, "w") as f:
     f.write(config.to_json_best_effort())
   assert evaluate.main([f"--workdir={workdir}"]) == 0
+  # The transfer case: this run's encoder on another dataset with its features.
+  other = tmp_path / "other"
+  builder.build(make_config(genre_tree, other))
+  assert evaluate.main([f"--workdir={workdir}", f"--dataset={other}", "--split=test"]) == 0
+  assert os.path.exists(evaluate.scores_path(workdir, "test", on="other"))
+  assert "**On this data, ALI" in open(os.path.join(workdir, "report-on-other", "report.md")).read()
+  finer = tmp_path / "finer"
+  builder.build(make_config(genre_tree, finer, features=dataclasses.replace(TINY, n_mels=8)))
+  assert evaluate.main([f"--workdir={workdir}", f"--dataset={finer}"]) == 2
   combined = evaluate.aggregate([workdir, workdir])
   assert combined.startswith("2 runs, test split, segment level")
   assert "| ALI |" in combined and "± 0.000" in combined  # Same run twice: no spread.
@@ -155,9 +168,9 @@ def test_standardize_uses_the_train_statistics():
 
 
 def test_gmm_covariance_is_full_only_where_it_can_be_estimated():
-  assert evaluate.gmm_covariance(n=960, k=8, dim=64) == "full"  # 120 points per cluster.
-  assert evaluate.gmm_covariance(n=96, k=8, dim=64) == "diag"  # 12 songs per cluster.
-  assert evaluate.gmm_covariance(n=100000, k=8, dim=4096) == "diag"  # Too costly.
+  assert evaluate.gmm_covariance(n=960, k=8, dim=64, full_max_dim=256) == "full"  # 120 a cluster.
+  assert evaluate.gmm_covariance(n=96, k=8, dim=64, full_max_dim=256) == "diag"  # 12 songs each.
+  assert evaluate.gmm_covariance(n=10**5, k=8, dim=4096, full_max_dim=256) == "diag"  # Too costly.
 
 
 def test_linear_probe_reads_a_linearly_coded_label():

@@ -115,3 +115,25 @@ def test_discriminator_dropout_only_in_training():
   b = d.apply(params, x, z, train=True, rngs={"dropout": jax.random.key(1)})["xz"]
   c = d.apply(params, x, z, train=True, rngs={"dropout": jax.random.key(2)})["xz"]
   assert not jnp.allclose(b, c)
+
+
+def test_the_configs_architecture_numbers_reach_the_networks():
+  """Kernel sizes, z-branch depth and GroupNorm groups come from config.model."""
+  config = ali_lsgan.get_config("cpu")
+  config.model.conv_kernel = 5
+  config.model.decoder_kernel = 1
+  config.model.d_z_layers = 3
+  config.model.norm_groups = 2
+  variables = jax.eval_shape(lambda: models.init_variables(config.model, (16, 16), seed=0))
+  enc = variables["encoder"]["params"]
+  assert enc["Conv_0"]["kernel"].shape[:2] == (5, 5)
+  assert variables["decoder"]["params"]["out"]["kernel"].shape[:2] == (1, 1)
+  assert variables["discriminator"]["params"]["Conv_0"]["kernel"].shape[:2] == (5, 5)
+  d_dense = [k for k in variables["discriminator"]["params"] if k.startswith("Dense_")]
+  config.model.d_z_layers = 2
+  fewer = jax.eval_shape(lambda: models.init_variables(config.model, (16, 16), seed=0))
+  assert len(d_dense) == 1 + len([k for k in fewer["discriminator"]["params"] if "Dense_" in k])
+  x = jnp.ones((1, 16, 16))
+  grouped = [models.Encoder(z_dim=4, channels=(4,), norm_groups=g, kernel=5) for g in (1, 4)]
+  params = grouped[0].init(jax.random.key(0), x)  # GroupNorm's scale/bias: same shapes.
+  assert not np.allclose(grouped[0].apply(params, x), grouped[1].apply(params, x))
