@@ -2,6 +2,7 @@ r"""The report's experiment: ALI with the least-squares objective and its stabil
 
     python launch.py --config=experiments/ali_lsgan.py          # CPU preset (default)
     python launch.py --config=experiments/ali_lsgan.py:paper    # the report's scale, for a GPU/TPU
+    python launch.py --config=experiments/ali_lsgan.py:game_music  # CPU preset, real-audio dev set
     python launch.py --config=experiments/ali_lsgan.py --config.train.num_steps=500
 
 Every number the report gives is set here, each with its source; the rest are
@@ -14,12 +15,14 @@ import ml_collections
 
 from data_prep.config import BuildConfig, to_dict
 
-PRESETS = ("cpu", "paper")
+PRESETS = ("cpu", "paper", "game_music")
 
 
 def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   if arg not in PRESETS:
     raise ValueError(f"unknown preset {arg!r}; choose one of {PRESETS}")
+  if arg == "game_music":
+    return use_game_music(get_config("cpu"))
   config = ml_collections.ConfigDict()
   config.name = f"ALI least squares ({arg})"
   config.seed = 0
@@ -128,4 +131,17 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # the GMM is diagonal (it is also diagonal where a cluster has fewer points
   # than dimensions).
   config.eval.clustering.gmm_full_max_dim = 256
+  return config
+
+
+def use_game_music(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` on the real-audio dev set: Debian's game soundtracks, label = soundtrack.
+
+  Built first by `python -m data_prep.game_music --out=data/game_music`.
+  """
+  config.name = config.name.replace("(cpu)", "(cpu, game music)")
+  config.data.source = "csv"
+  config.data.path = "data/game_music/songs.csv"
+  config.data.out_dir = "data/game_music-mel64x64"
+  config.eval.tests = ml_collections.ConfigDict({"all_labels": ()})  # 7 soundtracks.
   return config

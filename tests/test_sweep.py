@@ -117,3 +117,26 @@ def test_launch_sweep_flag_runs_the_sweep_runner(tmp_path):
   assert "| least_squares-g4 | 0 | 0 | 2 |" in table
   assert "| no_d_kernel_l2 | 0 | 0 | 2 |" in table
   assert "codes collapsed" in table and "validation split" in table
+
+
+def test_remedies_sweep_points_name_real_fields_and_song2vec_is_its_chosen_point():
+  from experiments import remedies, song2vec
+
+  for arg in remedies.ARGS:
+    base = remedies.get_config(arg)
+    assert tuple(base.eval.splits) == ("validation",)  # Choices never read test.
+    points = remedies.get_sweep(arg)
+    assert {int(p["name"].rsplit("-seed", 1)[1]) for p in points} == set(remedies.SEEDS)
+    for point in points:
+      sweep.apply_overrides(base, point["overrides"])  # Raises on a misspelt key.
+  chosen = remedies.combined(*remedies.CHOSEN)
+  recipe = song2vec.get_config()
+  assert sweep.apply_overrides(ali_lsgan_config(), chosen).model == recipe.model
+  assert sweep.apply_overrides(ali_lsgan_config(), chosen).loss == recipe.loss
+  assert sweep.apply_overrides(ali_lsgan_config(), chosen).train == recipe.train
+
+
+def ali_lsgan_config():
+  from experiments import ali_lsgan
+
+  return ali_lsgan.get_config()

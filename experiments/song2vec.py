@@ -1,0 +1,38 @@
+r"""song2vec's recipe: the report's ALI with the remedies chosen on validation.
+
+    python launch.py --config=experiments/song2vec.py            # CPU preset
+    python launch.py --config=experiments/song2vec.py:paper      # the report's scale
+    python launch.py --config=experiments/song2vec.py:game_music # CPU preset, real-audio dev set
+
+The report's objective and stabilisers stay (least squares, swapped labels,
+positive labels from U[0.7, 0.9], instance noise, L2 on D's kernels, 64-d z);
+what changes was chosen on the validation splits of the embedded corpus and
+of the real-audio dev set (data_prep.game_music), never on a test split. Each
+change names its source; the screening runs behind it are in
+docs/remedies_cpu.md.
+"""
+
+import ml_collections
+
+from experiments import ali_lsgan
+
+
+def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
+  config = ali_lsgan.get_config(arg)
+  config.name = config.name.replace("ALI least squares", "song2vec: ALI + unary + cycles + pool")
+  # The ALI paper: one D update per E+G update. With the report's 4, D stayed
+  # dead (held-out gap ~0) on both dev sets.
+  config.train.g_steps_per_d_step = 1
+  # BigBiGAN (Donahue & Simonyan, 2019): unary scores s_x(x), s_z(z) beside s_xz.
+  config.model.d_unary_scores = True
+  config.loss.unary_weight = 1.0
+  # ALICE (Li et al., 2017): |x - G_x(G_z(x))| and |z - G_z(G_x(z))| in the E+G
+  # loss. Ours: weight 10, not ALICE's 1; at 1 the codes still collapsed
+  # (effective dimension 1.5-2.5 of 64) and G_x(G_z(x)) was no better than the
+  # mean on the embedded corpus.
+  config.loss.cycle_x_weight = 10.0
+  config.loss.cycle_z_weight = 10.0
+  # Mean and std over time before the map to z, as MFCC statistics pool: a
+  # segment's code does not depend on where in the song it starts.
+  config.model.encoder_readout = "pool"
+  return config
