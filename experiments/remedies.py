@@ -65,7 +65,7 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
     ("g1+unary", combined("g1", "unary")),
     ("g1+unary+cycles", combined("g1", "unary", "cycles")),
     ("g1+unary+cycles+pool", combined("g1", "unary", "cycles", "pool_readout")),
-    ("g1+unary+cycles10+pool", combined("g1", "unary", "cycles10", "pool_readout")),
+    ("g1+unary+cycles10+pool", combined(*CHOSEN)),  # The chosen point.
   ]
   return [
     {"name": f"{name}-seed{seed}", "overrides": {**overrides, "seed": seed}}

@@ -95,7 +95,7 @@ def headline(summary: dict[str, float]) -> str:
 def describe(summary: dict[str, float]) -> str:
   """The headline, then the numbers behind it."""
   head = headline(summary)
-  if head.startswith("This run logged no"):
+  if all(v is None for v in flags(summary).values()):  # Nothing logged: no numbers.
     return head
   s = summary
   facts = (

@@ -22,6 +22,7 @@ convolve), so nothing is cropped or padded by hand.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -40,6 +41,10 @@ def feature_shapes(shape: tuple[int, int], num_layers: int) -> list[tuple[int, i
     f, t = shapes[-1]
     shapes.append((math.ceil(f / 2), math.ceil(t / 2)))
   return shapes
+
+
+def _act(h: jax.Array, negative_slope: float) -> jax.Array:
+  return nn.leaky_relu(h, negative_slope)
 
 
 def _norm(channels: int, groups: int) -> nn.Module:
@@ -78,7 +83,7 @@ class Encoder(nn.Module):
     k = (self.kernel, self.kernel)
     for c in self.channels:
       h = nn.Conv(c, k, strides=(2, 2), padding="SAME", use_bias=False)(h)
-      h = nn.leaky_relu(_norm(c, self.norm_groups)(h), self.negative_slope)
+      h = _act(_norm(c, self.norm_groups)(h), self.negative_slope)
     if self.readout == "pool":
       h = time_pool(h)
     elif self.readout == "flatten":
@@ -105,7 +110,7 @@ class Decoder(nn.Module):
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
-    act = lambda h: nn.leaky_relu(h, self.negative_slope)  # noqa: E731
+    act = functools.partial(_act, negative_slope=self.negative_slope)
     k = (self.kernel, self.kernel)
     shapes = feature_shapes(self.shape, len(self.channels))[::-1]  # Smallest first.
     f, t = shapes[0]
@@ -139,7 +144,7 @@ class Discriminator(nn.Module):
     if self.arch not in D_ARCHS:
       raise ValueError(f"discriminator arch must be one of {D_ARCHS}, got {self.arch!r}")
     drop = nn.Dropout(self.dropout, deterministic=not train)
-    act = lambda h: nn.leaky_relu(h, self.negative_slope)  # noqa: E731
+    act = functools.partial(_act, negative_slope=self.negative_slope)
 
     def layer(module: nn.Module, h: jax.Array) -> jax.Array:
       if self.spectral_norm:
