@@ -29,9 +29,8 @@ from sklearn import metrics as skm
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
-from sklearn.neighbors import NearestNeighbors
 
-from song2vec import embed, health, input_pipeline, plots
+from song2vec import embed, health, input_pipeline, neighbors, plots
 from song2vec.metric_writers import read_jsonl
 
 SCORES = ("v_measure", "ami", "nmi", "ari")
@@ -90,17 +89,9 @@ def clustering_scores(
 
 def knn_precision(emb: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
   """Mean share of same-label items among each item's k nearest neighbours,
-  skipping every item of the query's own group (its song)."""
-  n = len(emb)
-  extra = int(np.max(np.unique(groups, return_counts=True)[1]))
-  nn = NearestNeighbors(n_neighbors=min(n, k + extra)).fit(emb)
-  _, idx = nn.kneighbors(emb)
-  precisions = []
-  for i in range(n):
-    others = [j for j in idx[i] if groups[j] != groups[i]][:k]
-    if others:
-      precisions.append(np.mean(labels[others] == labels[i]))
-  return float(np.mean(precisions))
+  skipping every item of the query's own group (its song); exact search with
+  the distance of `song2vec.neighbors`, which libraries are queried with."""
+  return neighbors.label_precision(neighbors.ExactIndex(emb), emb, labels, groups, k)
 
 
 def _subset(seg: embed.Segments, names) -> np.ndarray:
