@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -373,6 +374,98 @@ class _Terminate:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+class CheckpointMismatchError(ValueError):
+  """A checkpoint that reads but holds another model than the config's."""
+
+
+def _names(path) -> tuple[str, ...]:
+  """A tree path as plain names, whether it walks dataclass fields or dict keys."""
+  return tuple(str(getattr(k, "name", getattr(k, "key", getattr(k, "idx", k)))) for k in path)
+
+
+def _fits(metadata, state) -> str | None:
+  """Why a checkpoint's metadata tree does not fit `state`; None if it does."""
+  is_leaf = lambda x: hasattr(x, "shape") and hasattr(x, "dtype")  # noqa: E731
+  ours = [(_names(p), v) for p, v in jax.tree_util.tree_flatten_with_path(state)[0]]
+  try:
+    flat = jax.tree_util.tree_flatten_with_path(metadata, is_leaf=is_leaf)[0]
+  except Exception:  # An unexpected metadata shape: let the restore decide.
+    return None
+  theirs = {_names(p): v for p, v in flat}
+  for path, leaf in ours:
+    meta = theirs.get(path)
+    if meta is None:
+      return f"{'/'.join(path)} is not in the checkpoint"
+    shape = getattr(meta, "shape", None)
+    if shape is not None and tuple(shape) != tuple(np.shape(leaf)):
+      return f"{'/'.join(path)} has shape {tuple(shape)}, the model {tuple(np.shape(leaf))}"
+  if len(theirs) != len(ours):
+    return f"the checkpoint holds {len(theirs)} arrays, the model {len(ours)}"
+  return None
+
+
+def restore_latest(manager, state, ckpt_dir: str):
+  """The newest readable checkpoint restored into `state`'s structure, and its step.
+
+  A checkpoint that cannot be read (files truncated by a full disk, say) is
+  moved aside to `checkpoints/unreadable-<step>` with a warning naming it and
+  the step resumed instead, so that training carries on from the newest good
+  one and can write that step again. A checkpoint that reads but does not fit
+  the model is a config mismatch and stops with its own message.
+
+  Returns:
+    (state, step); (the given state, 0) when there is no readable checkpoint.
+
+  Raises:
+    CheckpointMismatchError: the newest readable checkpoint holds another model.
+  """
+  template = jax.device_get(state)
+  unreadable = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      metadata = manager.item_metadata(step)
+    except Exception as e:  # Unreadable metadata: the checkpoint is unreadable.
+      metadata, reason = None, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    else:
+      reason = None
+    if metadata is not None:
+      mismatch = _fits(metadata, template)
+      if mismatch:
+        raise CheckpointMismatchError(
+          f"the checkpoint at step {step} in {ckpt_dir} does not fit this config's model "
+          f"({mismatch}); resume with the config that wrote it, or use a new --workdir"
+        )
+      try:
+        restored = manager.restore(step, args=ocp.args.StandardRestore(template))
+      except Exception as e:
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    if reason is None:
+      if unreadable:
+        logging.warning(
+          "the checkpoint(s) at step(s) %s in %s cannot be read (%s); moved aside to "
+          "unreadable-<step>/ and resuming from step %d, the newest readable one",
+          ", ".join(str(s) for s, _ in unreadable),
+          ckpt_dir,
+          unreadable[0][1],
+          step,
+        )
+      logging.info("resumed from step %d in %s", step, ckpt_dir)
+      return restored, step
+    unreadable.append((step, reason))
+    aside = os.path.join(ckpt_dir, f"unreadable-{step}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(os.path.join(ckpt_dir, str(step)), aside)
+    manager.reload()
+  if unreadable:
+    logging.warning(
+      "no checkpoint in %s can be read (%s); moved aside to unreadable-<step>/ and "
+      "starting from step 0",
+      ckpt_dir,
+      "; ".join(f"step {s}: {r}" for s, r in unreadable),
+    )
+  return state, 0
+
+
 def train(
   config: ml_collections.ConfigDict,
   workdir: str,
@@ -409,20 +502,17 @@ def train(
 
   ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
   manager = ocp.CheckpointManager(
-    ckpt_dir, options=ocp.CheckpointManagerOptions(max_to_keep=t.keep_checkpoints, create=True)
+    ckpt_dir,
+    options=ocp.CheckpointManagerOptions(max_to_keep=t.keep_checkpoints, create=True),
+    # Named, so that a checkpoint's metadata can be read before restoring it.
+    item_handlers=ocp.StandardCheckpointHandler(),
   )
   state = init_state(setup, shape, config.seed)
-  start = manager.latest_step() or 0
-  if start:
-    try:
-      state = manager.restore(start, args=ocp.args.StandardRestore(jax.device_get(state)))
-    except ValueError as e:  # Orbax's word for a tree that does not match.
-      first = str(e).splitlines()[0]
-      raise ValueError(
-        f"the checkpoint at step {start} in {ckpt_dir} does not fit this config's model "
-        f"({first[:200]}); resume with the config that wrote it, or use a new --workdir"
-      ) from None
-    logging.info("resumed from step %d in %s", start, ckpt_dir)
+  try:
+    state, start = restore_latest(manager, state, ckpt_dir)
+  except BaseException:
+    manager.close()  # Else orbax's threads die with the interpreter, in tracebacks.
+    raise
   writer = MetricWriter(workdir, resume_step=start)
 
   def save(step, host_state):

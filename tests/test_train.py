@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 
@@ -102,6 +103,31 @@ def test_resume_matches_a_straight_run(tmp_path):
   assert [r["step"] for r in _history(tmp_path / "a")] == [2, 4, 6, 8]
   for name in ("loss_curves.png", "tensorboard"):
     assert os.path.exists(tmp_path / "a" / name)
+
+
+def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one(tmp_path, caplog):
+  straight = train.train(tiny_config(num_steps=12), str(tmp_path / "a"), SHAPE, batches_from)
+  train.train(tiny_config(num_steps=8), str(tmp_path / "b"), SHAPE, batches_from)
+  ckpts = tmp_path / "b" / "checkpoints"
+  # As a disk that filled up during the save would leave it: array data cut short.
+  data = [p for p in (ckpts / "8").rglob("*") if p.is_file() and p.parent.name == "d"]
+  assert data
+  for p in data:
+    with open(p, "r+b") as f:
+      f.truncate(p.stat().st_size // 2)
+  with caplog.at_level(logging.WARNING):
+    resumed = train.train(tiny_config(num_steps=12), str(tmp_path / "b"), SHAPE, batches_from)
+  assert "step(s) 8" in caplog.text and "resuming from step 4" in caplog.text
+  assert (ckpts / "unreadable-8").is_dir()  # Kept aside, not deleted.
+  assert int(resumed.step) == 12
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+  # A checkpoint that reads but holds another model keeps its own message.
+  other = tiny_config(num_steps=16)
+  other.model.z_dim = 4
+  with pytest.raises(train.CheckpointMismatchError, match="step 12 .* does not fit this config"):
+    train.train(other, str(tmp_path / "b"), SHAPE, batches_from)
+  assert (ckpts / "12").is_dir()
 
 
 def test_pmapped_training_loop_runs_and_logs(tmp_path):
