@@ -527,14 +527,34 @@ def train(
     first = next(make_batches(0))["spectrogram"]
     diag_x = first.reshape((-1, *first.shape[-2:]))
   diag_x = jnp.asarray(diag_x)
-  window: list[dict] = []
+  # Metrics stay on the device until a window closes (a log or a checkpoint
+  # step): one transfer per window, so the host never waits on a step.
+  pending: list[dict] = []
+  window: list[dict] = []  # Fetched metrics of the current log window.
   window_start = time.perf_counter()
   host_state = None
+
+  def fetch(step: int) -> None:
+    """Fetches the pending steps' metrics and checks their losses; `step` is the last one."""
+    fetched = jax.device_get(pending)
+    first = step - len(fetched) + 1
+    pending.clear()
+    for i, metrics in enumerate(fetched):
+      bad = {k: float(metrics[k]) for k in ("d_loss", "g_loss") if not math.isfinite(metrics[k])}
+      if bad:
+        manager.wait_until_finished()
+        raise NonFiniteLossError(
+          f"non-finite loss at step {first + i}: {bad}; stopped without saving it. "
+          f"Last good checkpoint: step {manager.latest_step()} in {ckpt_dir}"
+        )
+    window.extend(fetched)
+
   bar = progress_bar(total=t.num_steps, initial=start, desc="train", unit="step")
   try:
     with _Terminate() as term:
       for step in range(start, t.num_steps):
         if term.requested:
+          fetch(step)
           save(step, jax.device_get(local(state)))
           manager.wait_until_finished()
           logging.warning("SIGTERM: saved step %d in %s, exiting", step, ckpt_dir)
@@ -542,18 +562,14 @@ def train(
         batch = next(batches)
         fn = d_fn if is_d_step(step, t.g_steps_per_d_step) else g_fn
         state, metrics = fn(state, batch)
-        metrics = jax.device_get(local(metrics))
-        bad = {k: float(metrics[k]) for k in ("d_loss", "g_loss") if not math.isfinite(metrics[k])}
-        if bad:
-          manager.wait_until_finished()
-          raise NonFiniteLossError(
-            f"non-finite loss at step {step + 1}: {bad}; stopped without saving it. "
-            f"Last good checkpoint: step {manager.latest_step()} in {ckpt_dir}"
-          )
-        window.append(metrics)
+        pending.append(local(metrics))
         bar.update(1)
         done = step + 1
-        if done % t.log_every == 0 or done == t.num_steps:
+        log_now = done % t.log_every == 0 or done == t.num_steps
+        save_now = done % t.checkpoint_every == 0 or done == t.num_steps
+        if log_now or save_now:
+          fetch(done)  # Before any save: a checkpoint never holds a non-finite step.
+        if log_now:
           # D-only metrics (d_kernel_l2) average over the window's D steps.
           keys = sorted(set().union(*window))
           scalars = {k: float(np.mean([m[k] for m in window if k in m])) for k in keys}
@@ -562,8 +578,9 @@ def train(
           scalars["steps_per_s"] = len(window) / (time.perf_counter() - window_start)
           writer.write(done, scalars)
           bar.set_postfix(d_loss=f"{scalars['d_loss']:.3f}", g_loss=f"{scalars['g_loss']:.3f}")
-          window, window_start = [], time.perf_counter()
-        if done % t.checkpoint_every == 0 or done == t.num_steps:
+          window.clear()
+          window_start = time.perf_counter()
+        if save_now:
           # A host copy: safe to save while the next step donates the device state.
           host_state = jax.device_get(local(state))
           save(done, host_state)

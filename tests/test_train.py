@@ -139,7 +139,10 @@ def test_pmapped_training_loop_runs_and_logs(tmp_path):
     assert np.isfinite(record[key]), key
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("log_every", [2, 8])
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, log_every):
+  # log_every=8: the metrics of steps 5..8 are fetched together at step 8 (a
+  # checkpoint step); the stop still names step 6 and step 8 is never saved.
   def poisoned(start):
     for step, batch in enumerate(batches_from(start), start=start):
       if step == 5:
@@ -149,7 +152,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   with pytest.raises(
     train.NonFiniteLossError, match=r"non-finite loss at step 6.*Last good checkpoint: step 4"
   ):
-    train.train(tiny_config(num_steps=8), str(tmp_path), SHAPE, poisoned)
+    train.train(tiny_config(num_steps=8, log_every=log_every), str(tmp_path), SHAPE, poisoned)
   manager = ocp.CheckpointManager(str(tmp_path / "checkpoints"))
   assert manager.all_steps() == [4]
   restored = manager.restore(4)
