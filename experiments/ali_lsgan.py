@@ -66,6 +66,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.model.d_z_layers = 2  # Ours: depth of D's z branch.
   config.model.negative_slope = 0.2  # Ours (DCGAN's leaky ReLU).
   config.model.norm_groups = 8  # Ours: GroupNorm groups in E and G_x (at most the channels).
+  # Ours: bfloat16 compute with float32 parameters and optimizer state ("bfloat16"),
+  # "float32", or "auto" (bfloat16 on a GPU/TPU, float32 on CPU).
+  config.model.compute_dtype = "auto"
   # The field's remedies, each off here because it would change the report's
   # recipe (experiments/song2vec.py turns on the ones chosen on validation):
   config.model.encoder_readout = "flatten"  # Report; "pool": mean+std over time (as MFCC stats).

@@ -47,12 +47,12 @@ def _act(h: jax.Array, negative_slope: float) -> jax.Array:
   return nn.leaky_relu(h, negative_slope)
 
 
-def _norm(channels: int, groups: int) -> nn.Module:
+def _norm(channels: int, groups: int, dtype=jnp.float32) -> nn.Module:
   # Convolutions before it have no bias: the normalisation removes it, its
   # gradient is zero up to rounding, and Adam would amplify that rounding.
   # GroupNorm is per example: no batch statistics to sync across devices, so
   # a pmapped step equals the single-device step on the same global batch.
-  return nn.GroupNorm(num_groups=min(groups, channels))
+  return nn.GroupNorm(num_groups=min(groups, channels), dtype=dtype)
 
 
 def time_pool(h: jax.Array) -> jax.Array:
@@ -76,27 +76,29 @@ class Encoder(nn.Module):
   kernel: int = 4  # Side of each stride-2 convolution's kernel.
   negative_slope: float = 0.2  # Leaky ReLU's.
   norm_groups: int = 8  # GroupNorm's groups (at most the channels).
+  dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
 
   @nn.compact
   def __call__(self, x: jax.Array, *, features: bool = False):
-    h = x[..., None]
+    h = x[..., None].astype(self.dtype)
     k = (self.kernel, self.kernel)
     for c in self.channels:
-      h = nn.Conv(c, k, strides=(2, 2), padding="SAME", use_bias=False)(h)
-      h = _act(_norm(c, self.norm_groups)(h), self.negative_slope)
+      h = nn.Conv(c, k, strides=(2, 2), padding="SAME", use_bias=False, dtype=self.dtype)(h)
+      h = _act(_norm(c, self.norm_groups, self.dtype)(h), self.negative_slope)
     if self.readout == "pool":
-      h = time_pool(h)
+      h = time_pool(h.astype(jnp.float32)).astype(self.dtype)
     elif self.readout == "flatten":
       h = h.reshape((h.shape[0], -1))
     else:
       raise ValueError(f"encoder readout must be one of {READOUTS}, got {self.readout!r}")
+    # Codes and features leave in float32, whatever the compute dtype.
     if self.stochastic:
-      mu = nn.Dense(self.z_dim, name="mu")(h)
-      log_sigma = nn.Dense(self.z_dim, name="log_sigma")(h)
-      out = (mu, jnp.clip(log_sigma, -10.0, 5.0))
+      mu = nn.Dense(self.z_dim, name="mu", dtype=self.dtype)(h).astype(jnp.float32)
+      log_sigma = nn.Dense(self.z_dim, name="log_sigma", dtype=self.dtype)(h)
+      out = (mu, jnp.clip(log_sigma.astype(jnp.float32), -10.0, 5.0))
     else:
-      out = nn.Dense(self.z_dim, name="z")(h)
-    return (out, h) if features else out
+      out = nn.Dense(self.z_dim, name="z", dtype=self.dtype)(h).astype(jnp.float32)
+    return (out, h.astype(jnp.float32)) if features else out
 
 
 class Decoder(nn.Module):
@@ -107,6 +109,7 @@ class Decoder(nn.Module):
   kernel: int = 3  # Side of the kernel of the convolution after each upsampling.
   negative_slope: float = 0.2
   norm_groups: int = 8
+  dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
 
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -114,14 +117,15 @@ class Decoder(nn.Module):
     k = (self.kernel, self.kernel)
     shapes = feature_shapes(self.shape, len(self.channels))[::-1]  # Smallest first.
     f, t = shapes[0]
-    h = nn.Dense(f * t * self.channels[0])(z)
+    h = nn.Dense(f * t * self.channels[0], dtype=self.dtype)(z.astype(self.dtype))
     h = act(h.reshape((z.shape[0], f, t, self.channels[0])))
     for (f, t), c in zip(shapes[1:], list(self.channels[1:]) + [self.channels[-1]], strict=True):
       h = jax.image.resize(h, (h.shape[0], f, t, h.shape[-1]), method="nearest")
-      h = nn.Conv(c, k, padding="SAME", use_bias=False)(h)
-      h = act(_norm(c, self.norm_groups)(h))
+      h = nn.Conv(c, k, padding="SAME", use_bias=False, dtype=self.dtype)(h)
+      h = act(_norm(c, self.norm_groups, self.dtype)(h))
     # Linear output: spectrograms are normalised to ~N(0, 1) per bin.
-    return nn.Conv(1, k, padding="SAME", name="out")(h)[..., 0]
+    out = nn.Conv(1, k, padding="SAME", name="out", dtype=self.dtype)(h)[..., 0]
+    return out.astype(jnp.float32)
 
 
 class Discriminator(nn.Module):
@@ -136,6 +140,7 @@ class Discriminator(nn.Module):
   kernel: int = 4
   z_layers: int = 2  # Dense layers of the z branch.
   negative_slope: float = 0.2
+  dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
 
   @nn.compact
   def __call__(
@@ -156,28 +161,45 @@ class Discriminator(nn.Module):
     # the report's shape drops each hidden layer's output.
     pre = drop if ali else (lambda h: h)
     post = (lambda h: h) if ali else drop
-    h = x[..., None]
+    dense = functools.partial(nn.Dense, dtype=self.dtype)
+    h = x[..., None].astype(self.dtype)
     for c in self.channels:
-      conv = nn.Conv(c, (self.kernel, self.kernel), strides=(2, 2), padding="SAME")
+      conv = nn.Conv(
+        c, (self.kernel, self.kernel), strides=(2, 2), padding="SAME", dtype=self.dtype
+      )
       h = post(act(layer(conv, pre(h))))
     hx = h.reshape((h.shape[0], -1))
     if ali:  # x embedded to the z branch's width.
-      hx = act(layer(nn.Dense(self.hidden), pre(hx)))
-    hz = z
+      hx = act(layer(dense(self.hidden), pre(hx)))
+    hz = z.astype(self.dtype)
     for _ in range(self.z_layers):
-      hz = post(act(layer(nn.Dense(self.hidden), pre(hz))))
+      hz = post(act(layer(dense(self.hidden), pre(hz))))
     h = jnp.concatenate([hx, hz], axis=-1)
     for _ in range(2 if ali else 1):
-      h = post(act(layer(nn.Dense(2 * self.hidden), pre(h))))
-    scores = {"xz": layer(nn.Dense(1, name="out"), pre(h))[:, 0]}
+      h = post(act(layer(dense(2 * self.hidden), pre(h))))
+    scores = {"xz": layer(dense(1, name="out"), pre(h))[:, 0]}
     if self.unary:
-      scores["x"] = layer(nn.Dense(1, name="out_x"), pre(hx))[:, 0]
-      scores["z"] = layer(nn.Dense(1, name="out_z"), pre(hz))[:, 0]
-    return scores
+      scores["x"] = layer(dense(1, name="out_x"), pre(hx))[:, 0]
+      scores["z"] = layer(dense(1, name="out_z"), pre(hz))[:, 0]
+    # Scores leave in float32: the losses are computed in float32.
+    return {k: v.astype(jnp.float32) for k, v in scores.items()}
+
+
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+  """`model.compute_dtype` as a dtype: "auto" is bfloat16 on an accelerator, float32 on CPU."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"model.compute_dtype must be one of {COMPUTE_DTYPES}, got {name!r}")
+  if name == "auto":
+    name = "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  return jnp.dtype(name)
 
 
 def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder, Discriminator]:
   """The three modules sized by `config.model` for spectrograms of `shape`."""
+  dtype = compute_dtype(model_config.get("compute_dtype", "float32"))
   encoder = Encoder(
     z_dim=model_config.z_dim,
     channels=tuple(model_config.encoder_channels),
@@ -186,6 +208,7 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     kernel=model_config.conv_kernel,
     negative_slope=model_config.negative_slope,
     norm_groups=model_config.norm_groups,
+    dtype=dtype,
   )
   decoder = Decoder(
     shape=tuple(shape),
@@ -193,6 +216,7 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     kernel=model_config.decoder_kernel,
     negative_slope=model_config.negative_slope,
     norm_groups=model_config.norm_groups,
+    dtype=dtype,
   )
   discriminator = Discriminator(
     channels=tuple(model_config.d_channels),
@@ -204,6 +228,7 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     kernel=model_config.conv_kernel,
     z_layers=model_config.d_z_layers,
     negative_slope=model_config.negative_slope,
+    dtype=dtype,
   )
   return encoder, decoder, discriminator
 

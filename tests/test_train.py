@@ -7,12 +7,13 @@ import os
 import signal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from experiments import ali_lsgan
-from song2vec import health, train
+from song2vec import health, models, train
 from song2vec.metric_writers import read_jsonl
 
 SHAPE = (16, 12)
@@ -190,6 +191,32 @@ def test_stochastic_encoder_trains_with_reparameterisation():
   assert np.isfinite(float(d_metrics["d_loss"])) and np.isfinite(float(g_metrics["g_loss"]))
   moved = jax.tree.map(lambda a, b: not np.allclose(a, np.asarray(b)), before, state.g_params)
   assert moved["encoder"]["params"]["log_sigma"]["kernel"]  # Gradient reaches sigma.
+
+
+def test_bfloat16_compute_trains_with_float32_parameters():
+  config = tiny_config()
+  config.model.compute_dtype = "bfloat16"
+  assert models.compute_dtype("auto") == jnp.float32  # The tests run on CPU.
+  setup = train.make_setup(config, SHAPE)
+  state = train.init_state(setup, SHAPE, seed=0)
+  d_fn, g_fn = train.compile_steps(setup, 1)
+  for step in range(5):
+    fn = d_fn if train.is_d_step(step, 4) else g_fn
+    state, metrics = fn(state, batch_for(step))
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+  leaves = jax.tree.leaves((state.g_params, state.d_params, state.g_opt_state, state.d_opt_state))
+  assert {np.asarray(x).dtype for x in leaves if np.asarray(x).dtype.kind == "f"} == {
+    np.dtype("float32")
+  }
+  # The switch acts: the same weights compute a slightly different code in bfloat16.
+  x = jnp.asarray(batch_for(0)["spectrogram"])
+  params = state.g_params["encoder"]
+  config.model.compute_dtype = "float32"
+  z32 = models.make_models(config.model, SHAPE)[0].apply(params, x)
+  config.model.compute_dtype = "bfloat16"
+  z16 = models.make_models(config.model, SHAPE)[0].apply(params, x)
+  assert z16.dtype == jnp.float32
+  assert 0 < float(jnp.max(jnp.abs(z16 - z32))) < 0.1 * float(jnp.max(jnp.abs(z32)))
 
 
 def test_effective_dimension_by_hand():
