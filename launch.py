@@ -17,6 +17,14 @@ _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Experiment config file (experiments/*.py).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder; default runs/<config file name>.")
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address",
+  "",
+  "Multi-process training: host:port of process 0, the same for every process (empty: one "
+  "process).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Multi-process training: processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", 0, "Multi-process training: this process, 0..n-1.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -59,6 +67,7 @@ def main(argv):
   from song2vec import experiment
 
   experiment.quiet_orbax_logs()
+  experiment.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
   config_file = config_flags.get_config_filename(flags.FLAGS["config"])
   name = os.path.splitext(os.path.basename(config_file))[0]

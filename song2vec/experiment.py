@@ -35,6 +35,28 @@ def quiet_orbax_logs() -> None:
     logger.addFilter(_QuietOrbax())
 
 
+def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
+  """Joins a multi-process run (`jax.distributed`) when a coordinator is named.
+
+  Call before anything runs on a device. Every process gets the same
+  coordinator (host:port of process 0) and process count, and its own id.
+  On CPU, collectives across processes go through gloo.
+  """
+  if not coordinator_address:
+    return
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+    coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+  )
+  logging.info(
+    "process %d of %d, %d local device(s), %d in all",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
+
+
 def ensure_dataset(data_config: ml_collections.ConfigDict) -> str:
   """Builds the configured dataset, or resumes or finds it; returns its folder.
 
@@ -60,7 +82,7 @@ def make_batch_fn(config: ml_collections.ConfigDict, dataset_dir: str):
       seed=config.seed,
       start_batch=start_step,
       shuffle_buffer=config.train.shuffle_buffer,
-      num_devices=num_devices if num_devices > 1 else 0,
+      num_devices=num_devices if train.data_parallel(num_devices) else 0,
       keys=("spectrogram",),
     )
 
@@ -87,12 +109,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   Evaluates on each split of `config.eval.splits`: the validation split for
   choices, the test split for the final report.
   """
+  # With several processes (jax.distributed), the first one writes the config,
+  # builds the dataset and evaluates; all train, each on its own shards.
+  primary = jax.process_index() == 0
+  if config.train.batch_size % jax.process_count():
+    raise ValueError(
+      f"train.batch_size {config.train.batch_size} does not divide among "
+      f"{jax.process_count()} processes"
+    )
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=1, sort_keys=True))
-  dataset_dir = ensure_dataset(config.data)
+  if primary:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+    dataset_dir = ensure_dataset(config.data)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("song2vec dataset ready")
+    dataset_dir = data_prep.build_config_from_dict(config.data.to_dict()).dataset_dir
   info = input_pipeline.load_info(dataset_dir)
-  print(data_prep.summary(info.metadata, dataset_dir))
+  if primary:
+    print(data_prep.summary(info.metadata, dataset_dir))
   logging.info("training %s in %s", config.name, workdir)
   state = train.train(
     config,
@@ -101,7 +138,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
     make_batch_fn(config, dataset_dir),
     diagnostic_segments(config, dataset_dir),
   )
-  for split in config.eval.splits:
+  for split in config.eval.splits if primary else ():
     rows = evaluate.evaluate(config, workdir, dataset_dir, split)
     print(f"{split} split, segment level:")
     print(evaluate.markdown_table(rows, "segment"))

@@ -43,6 +43,16 @@ class MetricWriter:
     self._tb.close()
 
 
+class NullWriter:
+  """What processes other than the first write: nothing (process 0 logs the run)."""
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    del step, scalars
+
+  def close(self) -> None:
+    pass
+
+
 def _json_float(v):
   return v if not isinstance(v, float) or math.isfinite(v) else str(v)
 

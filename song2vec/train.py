@@ -30,7 +30,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from song2vec import losses, models, plots
-from song2vec.metric_writers import MetricWriter, read_jsonl
+from song2vec.metric_writers import MetricWriter, NullWriter, read_jsonl
 from song2vec.progress import progress_bar
 
 
@@ -308,15 +308,22 @@ def diagnostics(setup: Setup, state: TrainState, x: jax.Array, key: jax.Array) -
   }
 
 
+def data_parallel(num_devices: int) -> bool:
+  """Whether steps are pmapped: several local devices, or several processes
+  (whose gradients meet in the pmap's collectives, across hosts)."""
+  return num_devices > 1 or jax.process_count() > 1
+
+
 def compile_steps(setup: Setup, num_devices: int):
   """(d_step, g_step) compiled for `num_devices` local devices.
 
-  The one place that knows about device parallelism: jit on one device,
-  pmap over the leading batch axis with pmean'd gradients on several.
+  The one place that knows about device parallelism: jit on one device of one
+  process; otherwise pmap over the leading batch axis, with gradients pmean'd
+  over every device of every process (`jax.distributed`).
   """
   steps = []
   for fn in (d_step, g_step):
-    if num_devices > 1:
+    if data_parallel(num_devices):
       step = functools.partial(fn, setup, axis_name=AXIS)
       steps.append(jax.pmap(step, axis_name=AXIS, donate_argnums=0))
     else:
@@ -480,8 +487,9 @@ def train(
     workdir: checkpoints/, metrics.jsonl, tensorboard/ and loss_curves.png go here.
     shape: (bins, frames) of the spectrograms.
     make_batches: start_step -> iterator of batches, each {"spectrogram": ...}
-      shaped (devices, per-device batch, bins, frames) when there are several
-      local devices, else (batch, bins, frames).
+      shaped (local devices, per-device batch, bins, frames) when the steps
+      are data-parallel (several local devices or processes), else (batch,
+      bins, frames); each process yields its own share of the global batch.
     diag_x: [n, bins, frames] held-out segments (the validation split's) on
       which `diagnostics` are logged every `log_every` steps; None: the first
       training batch, kept fixed.
@@ -513,15 +521,18 @@ def train(
   except BaseException:
     manager.close()  # Else orbax's threads die with the interpreter, in tracebacks.
     raise
-  writer = MetricWriter(workdir, resume_step=start)
+  # The first process logs and plots; every process saves (orbax writes once).
+  primary = jax.process_index() == 0
+  writer = MetricWriter(workdir, resume_step=start) if primary else NullWriter()
 
   def save(step, host_state):
     manager.save(step, args=ocp.args.StandardSave(host_state), force=True)
 
-  if num_devices > 1:
+  parallel = data_parallel(num_devices)
+  if parallel:
     state = replicate(state, num_devices)
   # Device 0's copy of anything the pmapped steps return or take; identity on one device.
-  local = unreplicate if num_devices > 1 else (lambda tree: tree)
+  local = unreplicate if parallel else (lambda tree: tree)
   batches = make_batches(start)
   if diag_x is None:
     first = next(make_batches(0))["spectrogram"]
@@ -549,7 +560,9 @@ def train(
         )
     window.extend(fetched)
 
-  bar = progress_bar(total=t.num_steps, initial=start, desc="train", unit="step")
+  bar = progress_bar(
+    total=t.num_steps, initial=start, desc="train", unit="step", disable=not primary
+  )
   try:
     with _Terminate() as term:
       for step in range(start, t.num_steps):
@@ -589,7 +602,7 @@ def train(
     manager.wait_until_finished()
     manager.close()
     writer.close()
-  records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  records = read_jsonl(os.path.join(workdir, "metrics.jsonl")) if primary else []
   if records:
     plots.loss_curves(records, os.path.join(workdir, "loss_curves.png"), title=config.name)
   return host_state if host_state is not None else jax.device_get(local(state))
