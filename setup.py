@@ -29,6 +29,17 @@ setup(
     "tensorboard>=2.19,<2.22",  # tf.summary needs it; tensorflow-cpu does not pull it in.
     "tqdm>=4.66,<5",
     "numpy>=1.26,<3",
+    # Libraries: the HNSW index (chosen over hnswlib and usearch by bench/ann.py)
+    # and the interactive map.
+    "faiss-cpu>=1.8,<2",
+    "plotly>=5.20,<8",
   ],
-  extras_require={"dev": ["pytest>=8,<10", "ruff>=0.6"]},
+  extras_require={
+    "dev": ["pytest>=8,<10", "ruff>=0.6", "apache-beam>=2.60,<3"],
+    # data_prep on Apache Beam (python -m data_prep --runner=...).
+    "beam": ["apache-beam>=2.60,<3"],
+    # bench/ann.py's peers, and the map's check in a headless browser.
+    "bench": ["hnswlib>=0.8,<1", "usearch>=2.12,<3"],
+    "browser": ["playwright>=1.40,<2"],
+  },
 )

@@ -44,6 +44,10 @@ def main() -> None:
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   parser.add_argument("--songs", type=int, default=160)
+  parser.add_argument(
+    "--beam", action="store_true", help="also build with Beam's DirectRunner (1 and all cores)"
+  )
+  parser.add_argument("--formats", default="wav,mp3")
   parser.add_argument("--out", default="bench/results/data_prep.json")
   args = parser.parse_args()
   # Imported here, before timing, so its one-off import is not counted. Not at
@@ -53,27 +57,39 @@ def main() -> None:
   cores = os.cpu_count() or 1
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
-    for fmt in ("wav", "mp3"):
+    for fmt in args.formats.split(","):
       root = write_song_folder(os.path.join(tmp, fmt), fmt, args.songs, SECONDS, RATE)
       audio.load_audio(os.path.join(root, "g0", f"song0000.{fmt}"), 22050)  # Warm up.
       decode = time_decode(root)
-      for workers in sorted({1, cores}):
+      runs = [("processes", w) for w in sorted({1, cores})]
+      if args.beam:
+        runs += [("beam direct", w) for w in sorted({1, cores})]
+      for builder_name, workers in runs:
         config = BuildConfig(
           source="folder",
           path=root,
-          out_dir=os.path.join(tmp, f"ds-{fmt}-{workers}"),
+          out_dir=os.path.join(tmp, f"ds-{fmt}-{builder_name}-{workers}"),
           workers=workers,
           features=FeatureConfig(),
         )
         start = time.perf_counter()
-        meta = builder.build(config)
+        if builder_name == "processes":
+          meta = builder.build(config)
+        else:
+          from data_prep import beam_builder
+
+          mode = "in_memory" if workers == 1 else "multi_processing"
+          options = f"--direct_num_workers={workers} --direct_running_mode={mode}"
+          meta = beam_builder.build(config, "direct", options)
         wall = time.perf_counter() - start
         audio_seconds = args.songs * SECONDS
         examples = sum(split["examples"] for split in meta["splits"].values())
         rows.append(
           {
             "input": f"{fmt.upper()} 44.1k stereo",
+            "builder": builder_name,
             "workers": workers,
+            "songs_per_s": args.songs / wall,
             "songs": args.songs,
             "wall_s": wall,
             "decode_only_x_rt": audio_seconds / decode,
@@ -87,9 +103,11 @@ def main() -> None:
     rows,
     [
       "input",
+      "builder",
       "workers",
       "songs",
       "wall_s",
+      "songs_per_s",
       "decode_only_x_rt",
       "x_real_time",
       "x_real_time_per_worker",

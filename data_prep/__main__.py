@@ -103,6 +103,20 @@ def make_parser() -> argparse.ArgumentParser:
   parser.add_argument(
     "--list_styles", action="store_true", help="list the embedded corpus's styles and exit"
   )
+  parser.add_argument(
+    "--runner",
+    default="",
+    choices=("", "direct", "dataflow", "flink", "spark"),
+    help="build with an Apache Beam pipeline on this runner (pip install -e '.[beam]'); "
+    "empty: worker processes on this machine (resumable)",
+  )
+  parser.add_argument(
+    "--beam_options",
+    default="",
+    help="further Beam pipeline options, one quoted string, e.g. '--project=P --region=R "
+    "--temp_location=gs://B/tmp' for Dataflow or '--direct_num_workers=2 "
+    "--direct_running_mode=multi_processing' locally",
+  )
   _add_fields(parser, BuildConfig, "dataset")
   _add_fields(parser, FeatureConfig, "features (per song)")
   _add_fields(parser, CorpusConfig, "embedded corpus (--source=music21)")
@@ -141,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"error: invalid setting: {e}", file=sys.stderr)
     return 2
   try:
-    metadata = builder.build(config)
+    if args.runner:
+      from data_prep import beam_builder
+
+      metadata = beam_builder.build(config, args.runner, args.beam_options)
+    else:
+      metadata = builder.build(config)
   except builder.BuildError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

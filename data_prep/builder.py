@@ -9,6 +9,7 @@ done, and its counts and statistics are read back from its sidecar in
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -275,56 +276,80 @@ def _write_shards(plan, splits, labels, config: BuildConfig, out_dir: str, worke
     results.close()  # Stops the workers at once if writing failed or was interrupted.
 
 
+def write_shard(
+  out_dir, name, songs_results, features, label_index, bins: int, before_rename=None
+) -> dict:
+  """Writes one shard from its songs' results, in order, and returns its state.
+
+  The one writer of shards, for the multiprocessing builder and the Beam one.
+
+  Args:
+    songs_results: (song, (result, error)) per song of the shard, in order;
+      a song with an error is listed as skipped and written nothing.
+    before_rename: called with the state once every record is written and
+      before the shard file is renamed into place.
+
+  Returns:
+    The shard's counts, sums and skipped songs (what its sidecar holds).
+  """
+  state = {
+    "examples": 0,
+    "num_bytes": 0,
+    "songs_per_label": collections.Counter(),
+    "examples_per_label": collections.Counter(),
+    "sum": np.zeros(bins),
+    "sumsq": np.zeros(bins),
+    "skipped": [],
+  }
+  with writer.atomic_shard(out_dir, name) as records:
+    for song, (result, error) in songs_results:
+      if error is not None:
+        skip = Skipped(song.path, error)
+        _log(str(skip))
+        state["skipped"].append(vars(skip))
+        continue
+      specs, offsets, (total, total_sq) = result
+      for segment, (spec, offset) in enumerate(zip(specs, offsets, strict=True)):
+        example = features.serialize_example(
+          {
+            "spectrogram": spec,
+            "label": label_index[song.label],
+            "label_name": song.label,
+            "song_id": song.song_id,
+            "segment": segment,
+            "offset_seconds": offset,
+            "artist": song.artist,
+            "album": song.album,
+            "year": song.year,
+          }
+        )
+        records.write(example)
+        state["num_bytes"] += len(example)
+      state["examples"] += len(specs)
+      state["songs_per_label"][song.label] += 1
+      state["examples_per_label"][song.label] += len(specs)
+      state["sum"] += total
+      state["sumsq"] += total_sq
+    state["sum"], state["sumsq"] = state["sum"].tolist(), state["sumsq"].tolist()
+    if before_rename is not None:
+      before_rename(state)
+  return state
+
+
 def _consume(todo, results, splits, features, label_index, bins: int, out_dir: str) -> None:
   """Writes each planned shard from the in-order song results, with its sidecar."""
   for split, name, idx in todo:
-    state = {
-      "examples": 0,
-      "num_bytes": 0,
-      "songs_per_label": collections.Counter(),
-      "examples_per_label": collections.Counter(),
-      "sum": np.zeros(bins),
-      "sumsq": np.zeros(bins),
-      "skipped": [],
-    }
-    with writer.atomic_shard(out_dir, name) as records:
-      for i in idx:
-        song = splits[split][i]
-        result, error = next(results)
-        if error is not None:
-          skip = Skipped(song.path, error)
-          _log(str(skip))
-          state["skipped"].append(vars(skip))
-          continue
-        specs, offsets, (total, total_sq) = result
-        for segment, (spec, offset) in enumerate(zip(specs, offsets, strict=True)):
-          example = features.serialize_example(
-            {
-              "spectrogram": spec,
-              "label": label_index[song.label],
-              "label_name": song.label,
-              "song_id": song.song_id,
-              "segment": segment,
-              "offset_seconds": offset,
-              "artist": song.artist,
-              "album": song.album,
-              "year": song.year,
-            }
-          )
-          records.write(example)
-          state["num_bytes"] += len(example)
-        state["examples"] += len(specs)
-        state["songs_per_label"][song.label] += 1
-        state["examples_per_label"][song.label] += len(specs)
-        state["sum"] += total
-        state["sumsq"] += total_sq
-      # The sidecar lands before the shard is renamed into place: a shard file
-      # that exists always has its sidecar.
-      state["sum"], state["sumsq"] = state["sum"].tolist(), state["sumsq"].tolist()
-      sidecar = os.path.join(out_dir, STATE_DIR, name + ".json")
+    songs_results = ((splits[split][i], next(results)) for i in idx)
+    sidecar = os.path.join(out_dir, STATE_DIR, name + ".json")
+
+    def write_sidecar(state, sidecar=sidecar):
+      # The sidecar lands before the shard is renamed into place: a shard
+      # file that exists always has its sidecar.
       with open(sidecar + ".tmp", "w") as f:
         json.dump(state, f)
       os.replace(sidecar + ".tmp", sidecar)
+
+    write_shard(out_dir, name, songs_results, features, label_index, bins, write_sidecar)
 
 
 def _summarise(plan, out_dir: str, labels: list[str], features: FeatureConfig) -> dict:
@@ -361,10 +386,16 @@ def _summarise(plan, out_dir: str, labels: list[str], features: FeatureConfig) -
     if split == "train":
       total += np.asarray(state["sum"])
       total_sq += np.asarray(state["sumsq"])
-  count = max(1, splits["train"]["examples"] * features.n_frames)
-  mean = total / count
-  std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+  mean, std = moments_to_stats(
+    total, total_sq, max(1, splits["train"]["examples"] * features.n_frames)
+  )
   return {"splits": splits, "skipped": skipped, "mean": mean, "std": std}
+
+
+def moments_to_stats(total: np.ndarray, total_sq: np.ndarray, count: int):
+  """Per-bin mean and std from the sums of x and x^2 over `count` frames."""
+  mean = total / count
+  return mean, np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
 
 
 def build(config: BuildConfig) -> dict:
@@ -381,7 +412,34 @@ def build(config: BuildConfig) -> dict:
       a build with other settings.
   """
   workers = resolve_workers(config.workers)
-  out_dir = config.dataset_dir
+  build_plan = plan_build(config, workers)
+  _write_shards(
+    build_plan.shards, build_plan.splits, build_plan.labels, config, config.dataset_dir, workers
+  )
+  shutil.rmtree(os.path.join(config.dataset_dir, writer.INCOMPLETE_DIR), ignore_errors=True)
+  merged = _summarise(build_plan.shards, config.dataset_dir, build_plan.labels, config.features)
+  return finish(config, build_plan, merged)
+
+
+@dataclasses.dataclass
+class BuildPlan:
+  """Everything decided before any audio is read: the same for every builder."""
+
+  songs: list[Song]
+  skipped: list[Skipped]  # Entries that could not even be listed.
+  source: dict
+  labels: list[str]
+  splits: dict[str, list[Song]]
+  shards: list[tuple[str, str, list[int]]]  # (split, shard file, song indices).
+
+
+def plan_build(config: BuildConfig, workers: int) -> BuildPlan:
+  """Lists the songs, splits them, plans the shards and prepares out_dir.
+
+  Raises:
+    BuildError: the source is unusable or empty, or out_dir holds a build with
+      other settings.
+  """
   songs, skipped, source = gather_songs(config, workers)
   if not songs:
     reasons = "; ".join(str(s) for s in skipped[:3])
@@ -394,13 +452,27 @@ def build(config: BuildConfig) -> dict:
     config.seed,
     validation_fraction=config.validation_fraction,
   )
-  plan = plan_shards(splits, config.features, config.examples_per_shard)
+  shards = plan_shards(splits, config.features, config.examples_per_shard)
   fingerprint, settings = _fingerprint(config, splits)
-  _prepare_out_dir(out_dir, fingerprint, settings, config.overwrite)
-  _write_shards(plan, splits, labels, config, out_dir, workers)
+  _prepare_out_dir(config.dataset_dir, fingerprint, settings, config.overwrite)
+  return BuildPlan(songs, skipped, source, labels, splits, shards)
 
-  shutil.rmtree(os.path.join(out_dir, writer.INCOMPLETE_DIR), ignore_errors=True)
-  merged = _summarise(plan, out_dir, labels, config.features)
+
+def finish(config: BuildConfig, plan: BuildPlan, merged: dict) -> dict:
+  """Writes metadata.json and TFDS's files from the merged counts and statistics.
+
+  Args:
+    merged: {"splits": per-split counts, "skipped": songs skipped while
+      processing, "mean" and "std": train statistics per bin}, as
+      `_summarise` (or the Beam builder's combiners) gives them.
+
+  Returns:
+    The metadata.
+
+  Raises:
+    BuildError: every input was skipped.
+  """
+  out_dir, labels, source, skipped = config.dataset_dir, plan.labels, plan.source, plan.skipped
   skipped_all = [vars(s) for s in skipped] + merged["skipped"]
   if merged["splits"]["train"]["examples"] == 0:
     reasons = "; ".join(f"{s['item']}: {s['reason']}" for s in skipped_all[:3])
