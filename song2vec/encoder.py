@@ -1,0 +1,204 @@
+"""A trained run's encoder as a tool: audio in, song embedding out.
+
+    encoder = song2vec.load_encoder("runs/ali_lsgan")
+    v = encoder.embed_file("song.mp3")        # [64] float32
+    v = encoder.embed_audio(y, sr)            # the same from a waveform
+
+Features are computed exactly as the run's dataset computed them (sample
+rate, FFT, mel bands, segment length, and the train split's per-bin
+normalisation, all read from the dataset's metadata.json), but a song is
+covered by consecutive segments from its start instead of random ones: at most
+`max_segments` of them, spread evenly over the song when it holds more. The
+song's embedding is the mean of its segments' embeddings, as the evaluation's
+song level takes it, with the readout the evaluation uses (`model.embedding`,
+and the EMA weights when the run keeps them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from data_prep import audio
+from data_prep.config import FeatureConfig, build_config_from_dict
+from song2vec import embed, input_pipeline, models
+
+
+class RunError(Exception):
+  """The folder is not a usable run (no config, no dataset metadata, no checkpoint)."""
+
+
+def segment_starts(num_samples: int, segment_samples: int, max_segments: int) -> np.ndarray:
+  """Start samples of consecutive segments covering the song, at most max_segments.
+
+  A song of n full segments gets all n when n <= max_segments (0: no cap), else
+  max_segments of them evenly spaced from the first to the last, so a long
+  track is represented by its whole length and not by its intro. A song
+  shorter than one segment gets one (zero-padded) segment at 0.
+  """
+  full = num_samples // segment_samples
+  if full <= 1:
+    return np.zeros((1,), np.int64)
+  positions = np.arange(full)
+  if 0 < max_segments < full:
+    positions = np.unique(np.round(np.linspace(0, full - 1, max_segments)).astype(np.int64))
+  return positions * segment_samples
+
+
+def song_features(y: np.ndarray, features: FeatureConfig, max_segments: int) -> np.ndarray:
+  """Log-magnitude spectrograms [n, bins, frames] of a mono waveform at the run's rate.
+
+  Raises:
+    audio.SongError: too short for the run's min_song_seconds, or silent.
+  """
+  seconds = len(y) / features.sample_rate
+  if seconds < features.min_song_seconds:
+    raise audio.SongError(
+      f"too short: {seconds:.2f} s < min_song_seconds {features.min_song_seconds}"
+    )
+  peak = float(np.max(np.abs(y))) if len(y) else 0.0
+  if peak < features.silence_peak:
+    raise audio.SongError(
+      f"silent: peak amplitude {peak:.2e} < silence_peak {features.silence_peak:g}"
+    )
+  starts = segment_starts(len(y), features.segment_samples, max_segments)
+  return audio.spectrograms(audio.cut_segments(y, starts, features.segment_samples), features)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+  """What a library needs to know about the run that embeds it."""
+
+  workdir: str  # Absolute.
+  step: int  # The checkpoint's.
+  embedding: str  # model.embedding: "z" or "features".
+  ema: bool
+  dim: int
+  features: dict  # The dataset's feature settings, as in its metadata.json.
+  dataset_dir: str
+  normalization_mean: np.ndarray
+  normalization_std: np.ndarray
+
+
+class Encoder:
+  """A run's encoder with its feature settings; see the module docstring."""
+
+  def __init__(self, workdir: str, max_segments: int = 10, batch_size: int = 256):
+    """Loads the run's config, its dataset's metadata and the latest checkpoint.
+
+    Args:
+      workdir: a folder written by launch.py.
+      max_segments: segments per song at most (0: every full segment).
+      batch_size: segments per encoder call.
+
+    Raises:
+      RunError: the folder lacks config.json, its dataset's metadata.json or a
+        checkpoint; the message names what is missing.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+      raise RunError(f"{path} not found: {workdir} is not a launch.py run folder")
+    with open(path) as f:
+      self.config = ml_collections.ConfigDict(json.load(f))
+    self.dataset_dir = build_config_from_dict(self.config.data.to_dict()).dataset_dir
+    try:
+      self.dataset = input_pipeline.load_info(self.dataset_dir)
+    except FileNotFoundError as e:
+      raise RunError(
+        f"the run's dataset metadata is missing ({e}); it holds the feature settings and "
+        "the normalisation the encoder was trained with"
+      ) from None
+    self.features = build_config_from_dict(self.dataset.metadata["build_config"]).features
+    ema = self.config.train.get("ema_decay", 0.0) > 0
+    try:
+      params, self.step = embed.trained_encoder_params(workdir, ema=ema)
+    except FileNotFoundError as e:
+      raise RunError(str(e)) from None
+    self.max_segments = max_segments
+    self.batch_size = batch_size
+    kind = self.config.model.get("embedding", "z")
+    encoder, _, _ = models.make_models(self.config.model, self.dataset.shape)
+
+    def apply(xb):
+      z, feats = encoder.apply(params, xb, features=True)
+      if kind == "features":
+        return feats
+      return z[0] if encoder.stochastic else z
+
+    self._apply = jax.jit(apply)
+    self._mean = self.dataset.mean[None, :, None]
+    self._inv_std = (1.0 / self.dataset.std)[None, :, None]
+    self.info = RunInfo(
+      workdir=os.path.abspath(workdir),
+      step=int(self.step),
+      embedding=kind,
+      ema=ema,
+      dim=int(self._apply(jnp.zeros((1, *self.dataset.shape), jnp.float32)).shape[-1]),
+      features=dict(self.dataset.metadata["features"]),
+      dataset_dir=self.dataset_dir,
+      normalization_mean=self.dataset.mean,
+      normalization_std=self.dataset.std,
+    )
+
+  @property
+  def dim(self) -> int:
+    return self.info.dim
+
+  def normalise(self, specs: np.ndarray) -> np.ndarray:
+    """Log-magnitude spectrograms -> the model's input (the train split's per-bin z-score)."""
+    return ((specs - self._mean) * self._inv_std).astype(np.float32)
+
+  def embed_segments(self, x: np.ndarray) -> np.ndarray:
+    """[n, bins, frames] normalised spectrograms -> [n, dim] float32 segment embeddings.
+
+    Batches are padded to batch_size so the encoder compiles once.
+    """
+    out = []
+    for i in range(0, len(x), self.batch_size):
+      xb = x[i : i + self.batch_size]
+      pad = self.batch_size - len(xb) if len(x) > self.batch_size else 0
+      if pad:
+        xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+      out.append(np.asarray(self._apply(jnp.asarray(xb)))[: len(xb) - pad])
+    if not out:
+      return np.zeros((0, self.dim), np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+  def segments_of_audio(self, y: np.ndarray, sr: int) -> np.ndarray:
+    """Normalised spectrograms of a waveform (mono or [samples, channels])."""
+    y = np.asarray(y, np.float32)
+    if y.ndim == 2:
+      y = y.mean(axis=1)
+    if sr != self.features.sample_rate:
+      import librosa
+
+      y = librosa.resample(y, orig_sr=sr, target_sr=self.features.sample_rate, res_type="soxr_hq")
+    return self.normalise(song_features(y, self.features, self.max_segments))
+
+  def embed_audio(self, y: np.ndarray, sr: int) -> np.ndarray:
+    """A waveform's song embedding: [dim] float32, the mean over its segments."""
+    return self.embed_segments(self.segments_of_audio(y, sr)).mean(axis=0)
+
+  def embed_file(self, path: str) -> np.ndarray:
+    """An audio file's song embedding: [dim] float32.
+
+    Raises:
+      audio.SongError: the file is missing, undecodable, truncated, silent or
+        too short; the message starts with the path.
+    """
+    try:
+      y = audio.load_audio(path, self.features.sample_rate, self.features.max_song_seconds)
+      return self.embed_audio(y, self.features.sample_rate)
+    except audio.SongError as e:
+      raise audio.SongError(f"{path}: {e}") from None
+
+
+def load_encoder(workdir: str, max_segments: int = 10) -> Encoder:
+  """The encoder of the latest checkpoint in a launch.py run folder."""
+  return Encoder(workdir, max_segments=max_segments)
