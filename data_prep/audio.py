@@ -148,9 +148,49 @@ def spectrograms(segments: np.ndarray, config: FeatureConfig) -> np.ndarray:
   stft = librosa.stft(segments, n_fft=config.n_fft, hop_length=config.hop_length)
   mag = np.abs(stft[..., : config.n_frames])
   if config.n_mels:
-    mag = np.einsum("mf,nft->nmt", _mel_basis(config.sample_rate, config.n_fft, config.n_mels), mag)
+    # A batched matmul (BLAS), not einsum: ~40x faster for 10 segments.
+    mag = np.matmul(_mel_basis(config.sample_rate, config.n_fft, config.n_mels), mag)
   np.maximum(mag, config.min_magnitude, out=mag)
   return np.log(mag, out=mag)
+
+
+def consecutive_offsets(num_samples: int, segment_samples: int, max_segments: int) -> np.ndarray:
+  """Start samples of consecutive segments covering a song, at most max_segments.
+
+  How a library covers a whole song (the dataset draws random segments
+  instead). A song of n full segments gets all n when n <= max_segments (0: no
+  cap), else max_segments of them evenly spaced from the first to the last, so
+  a long track is represented by its whole length and not by its intro. A
+  song shorter than one segment gets one (zero-padded) segment at 0.
+  """
+  full = num_samples // segment_samples
+  if full <= 1:
+    return np.zeros((1,), np.int64)
+  positions = np.arange(full)
+  if 0 < max_segments < full:
+    positions = np.unique(np.round(np.linspace(0, full - 1, max_segments)).astype(np.int64))
+  return positions * segment_samples
+
+
+def consecutive_spectrograms(y: np.ndarray, config: FeatureConfig, max_segments: int) -> np.ndarray:
+  """Log-magnitude spectrograms [n, bins, frames] of a song's consecutive segments.
+
+  Args:
+    y: mono waveform at config.sample_rate.
+    config: the feature settings (a run's dataset's).
+    max_segments: at most this many segments (0: every full segment).
+
+  Raises:
+    SongError: shorter than min_song_seconds, or silent.
+  """
+  seconds = len(y) / config.sample_rate
+  if seconds < config.min_song_seconds:
+    raise SongError(f"too short: {seconds:.2f} s < min_song_seconds {config.min_song_seconds}")
+  peak = float(np.max(np.abs(y))) if len(y) else 0.0
+  if peak < config.silence_peak:
+    raise SongError(f"silent: peak amplitude {peak:.2e} < silence_peak {config.silence_peak:g}")
+  offsets = consecutive_offsets(len(y), config.segment_samples, max_segments)
+  return spectrograms(cut_segments(y, offsets, config.segment_samples), config)
 
 
 @dataclasses.dataclass

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from data_prep import audio
-from data_prep.config import FeatureConfig, build_config_from_dict
+from data_prep.config import build_config_from_dict
 from song2vec import embed, input_pipeline, models
 
 
@@ -34,41 +34,10 @@ class RunError(Exception):
   """The folder is not a usable run (no config, no dataset metadata, no checkpoint)."""
 
 
-def segment_starts(num_samples: int, segment_samples: int, max_segments: int) -> np.ndarray:
-  """Start samples of consecutive segments covering the song, at most max_segments.
-
-  A song of n full segments gets all n when n <= max_segments (0: no cap), else
-  max_segments of them evenly spaced from the first to the last, so a long
-  track is represented by its whole length and not by its intro. A song
-  shorter than one segment gets one (zero-padded) segment at 0.
-  """
-  full = num_samples // segment_samples
-  if full <= 1:
-    return np.zeros((1,), np.int64)
-  positions = np.arange(full)
-  if 0 < max_segments < full:
-    positions = np.unique(np.round(np.linspace(0, full - 1, max_segments)).astype(np.int64))
-  return positions * segment_samples
-
-
-def song_features(y: np.ndarray, features: FeatureConfig, max_segments: int) -> np.ndarray:
-  """Log-magnitude spectrograms [n, bins, frames] of a mono waveform at the run's rate.
-
-  Raises:
-    audio.SongError: too short for the run's min_song_seconds, or silent.
-  """
-  seconds = len(y) / features.sample_rate
-  if seconds < features.min_song_seconds:
-    raise audio.SongError(
-      f"too short: {seconds:.2f} s < min_song_seconds {features.min_song_seconds}"
-    )
-  peak = float(np.max(np.abs(y))) if len(y) else 0.0
-  if peak < features.silence_peak:
-    raise audio.SongError(
-      f"silent: peak amplitude {peak:.2e} < silence_peak {features.silence_peak:g}"
-    )
-  starts = segment_starts(len(y), features.segment_samples, max_segments)
-  return audio.spectrograms(audio.cut_segments(y, starts, features.segment_samples), features)
+# How a library covers a song, shared with its decoding workers (which must not
+# import JAX): data_prep.audio holds the per-song code.
+segment_starts = audio.consecutive_offsets
+song_features = audio.consecutive_spectrograms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,15 +126,18 @@ class Encoder:
   def embed_segments(self, x: np.ndarray) -> np.ndarray:
     """[n, bins, frames] normalised spectrograms -> [n, dim] float32 segment embeddings.
 
-    Batches are padded to batch_size so the encoder compiles once.
+    Each call of the encoder holds at most batch_size segments.
     """
     out = []
     for i in range(0, len(x), self.batch_size):
       xb = x[i : i + self.batch_size]
-      pad = self.batch_size - len(xb) if len(x) > self.batch_size else 0
-      if pad:
-        xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
-      out.append(np.asarray(self._apply(jnp.asarray(xb)))[: len(xb) - pad])
+      # Padded to a power of two (at most batch_size): a handful of compiled
+      # shapes, whatever the songs' segment counts.
+      size = min(self.batch_size, 1 << max(0, len(xb) - 1).bit_length())
+      n = len(xb)
+      if size > n:
+        xb = np.concatenate([xb, np.zeros((size - n, *xb.shape[1:]), xb.dtype)])
+      out.append(np.asarray(self._apply(jnp.asarray(xb)))[:n])
     if not out:
       return np.zeros((0, self.dim), np.float32)
     return np.concatenate(out).astype(np.float32)

@@ -83,13 +83,16 @@ class LibraryConfig:
   batch_size: int = 256  # Segments per encoder call.
   workers: int = 0  # Decoding processes; 0: one per CPU core.
   # Index: "exact", "hnsw" or "auto" (hnsw from hnsw_min_songs songs). Exact
-  # search of 10^5 64-d songs answers in ~1.5 ms at p99 on 2 cores; 10^6 do not
-  # fit a 10 ms budget (BENCHMARKS.md).
+  # search of 10^5 64-d songs answers in ~1.5 ms at p99 on 2 cores, of 10^6 in
+  # ~58 ms (BENCHMARKS.md, bench/ann.py).
   index: str = "auto"
   hnsw_min_songs: int = 100_000
-  hnsw_m: int = 32  # Graph degree (bench/ann.py).
-  hnsw_ef_construction: int = 128
-  hnsw_ef_search: int = 512  # Recall@10 >= 0.95 on 10^6 random 64-d vectors.
+  # faiss HNSW: with these, 10^6 random 64-d vectors (the hardest case) give
+  # recall@10 0.962 at 5.9 ms p99 per query on 2 cores; M=32 and
+  # ef_construction=128 stayed below 0.95 at ef_search 1024.
+  hnsw_m: int = 48  # Graph degree.
+  hnsw_ef_construction: int = 200
+  hnsw_ef_search: int = 512
   # Train segments the standardisation statistics are computed on.
   standardize_max_segments: int = 4000
   map: bool = True  # Draw map.png and map.html after building.
@@ -102,11 +105,9 @@ class LibraryConfig:
 def _song_task(args):
   """Worker: a song's log-magnitude spectrograms and duration, or the reason it is skipped."""
   path, features, max_segments = args
-  from song2vec.encoder import song_features
-
   try:
     y = audio.load_audio(path, features.sample_rate, features.max_song_seconds)
-    specs = song_features(y, features, max_segments)
+    specs = audio.consecutive_spectrograms(y, features, max_segments)
   except audio.SongError as e:
     return None, str(e)
   except Exception as e:  # A decoder bug on one file must not stop the build.
@@ -655,7 +656,7 @@ def _parser() -> argparse.ArgumentParser:
     "hnsw_ef_construction": "HNSW build effort",
     "hnsw_ef_search": "HNSW search effort (higher: better recall, slower queries)",
     "standardize_max_segments": "train segments the standardisation statistics use",
-    "map": "draw map.png and map.html (--nomap to skip)",
+    "map": "draw map.png and map.html (--no-map to skip)",
   }
   for field in dataclasses.fields(LibraryConfig):
     value = getattr(defaults, field.name)
