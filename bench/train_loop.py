@@ -84,10 +84,12 @@ def main() -> None:
   parser.add_argument("--preset", default="cpu", choices=tuple(SHAPES))
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--batch", type=int, default=0, help="0: the preset's batch size")
+  parser.add_argument("--compute_dtype", default="auto", help="model.compute_dtype")
   parser.add_argument("--out", default="bench/results/train_loop.json")
   args = parser.parse_args()
   config = ali_lsgan.get_config(args.preset)
   config.train.num_devices = 1
+  config.model.compute_dtype = args.compute_dtype
   if args.batch:
     config.train.batch_size = args.batch
   shape = SHAPES[args.preset]

@@ -47,14 +47,22 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--paper_cpu_batch", type=int, default=8)
   parser.add_argument(
+    "--compute_dtypes",
+    default="float32",
+    help="model.compute_dtype values to time, e.g. float32,bfloat16 (the %% column then needs "
+    "the matching peak)",
+  )
+  parser.add_argument(
     "--peak_tflops", type=float, default=0.0, help="device peak for the %% column"
   )
   parser.add_argument("--out", default="bench/results/train_step.json")
   args = parser.parse_args()
   platform = jax.devices()[0].platform
   rows = []
-  for preset in args.presets.split(","):
+  runs = [(p, d) for p in args.presets.split(",") for d in args.compute_dtypes.split(",")]
+  for preset, dtype in runs:
     config = ali_lsgan.get_config(preset)
+    config.model.compute_dtype = dtype
     shape = SHAPES[preset]
     batch_size = config.train.batch_size
     if preset == "paper" and platform == "cpu":
@@ -81,6 +89,7 @@ def main() -> None:
       step_s = (time.perf_counter() - start) / steps
       row = {
         "preset": preset,
+        "dtype": dtype,
         "step": name,
         "shape": f"{shape[0]}x{shape[1]}",
         "batch": batch_size,
@@ -94,7 +103,16 @@ def main() -> None:
       if args.peak_tflops:
         row["pct_of_peak"] = 100 * row["achieved_tflop_s"] / args.peak_tflops
       rows.append(row)
-  columns = ["preset", "step", "shape", "batch", "compile_s", "ms_per_step", "spectrograms_per_s"]
+  columns = [
+    "preset",
+    "dtype",
+    "step",
+    "shape",
+    "batch",
+    "compile_s",
+    "ms_per_step",
+    "spectrograms_per_s",
+  ]
   columns += ["gflop_per_step", "achieved_tflop_s", "peak_mem_mb"]
   if args.peak_tflops:
     columns.append("pct_of_peak")

@@ -93,21 +93,8 @@ def _history(workdir):
   ]
 
 
-def test_resume_matches_a_straight_run(tmp_path):
-  straight = train.train(tiny_config(num_steps=8), str(tmp_path / "a"), SHAPE, batches_from)
-  train.train(tiny_config(num_steps=4), str(tmp_path / "b"), SHAPE, batches_from)
-  resumed = train.train(tiny_config(num_steps=8), str(tmp_path / "b"), SHAPE, batches_from)
-  assert int(resumed.step) == int(straight.step) == 8
-  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
-  assert _history(tmp_path / "b") == _history(tmp_path / "a")
-  assert [r["step"] for r in _history(tmp_path / "a")] == [2, 4, 6, 8]
-  for name in ("loss_curves.png", "tensorboard"):
-    assert os.path.exists(tmp_path / "a" / name)
-
-
 def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one(tmp_path, caplog):
-  straight = train.train(tiny_config(num_steps=12), str(tmp_path / "a"), SHAPE, batches_from)
+  # (The resumed run equals a straight one: see the next-but-one tests.)
   train.train(tiny_config(num_steps=8), str(tmp_path / "b"), SHAPE, batches_from)
   ckpts = tmp_path / "b" / "checkpoints"
   # As a disk that filled up during the save would leave it: array data cut short.
@@ -121,8 +108,7 @@ def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one(tmp_path
   assert "step(s) 8" in caplog.text and "resuming from step 4" in caplog.text
   assert (ckpts / "unreadable-8").is_dir()  # Kept aside, not deleted.
   assert int(resumed.step) == 12
-  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+  assert [r["step"] for r in _history(tmp_path / "b")] == [2, 4, 6, 8, 10, 12]  # None twice.
   # A checkpoint that reads but holds another model keeps its own message.
   other = tiny_config(num_steps=16)
   other.model.z_dim = 4
@@ -331,4 +317,7 @@ def test_a_seed_reproduces_a_run_and_a_resumed_run_equals_a_straight_one(genre_t
   for a, b, c in zip(*(jax.tree.leaves(s) for s in (straight, again, resumed)), strict=True):
     np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
     np.testing.assert_allclose(np.asarray(c), np.asarray(a), rtol=1e-5, atol=1e-6)
-  assert _history(tmp_path / "c") == _history(tmp_path / "a")
+  assert _history(tmp_path / "c") == _history(tmp_path / "a")  # Records past step 4 redone once.
+  assert [r["step"] for r in _history(tmp_path / "a")] == [2, 4, 6, 8]
+  for name in ("loss_curves.png", "tensorboard"):
+    assert os.path.exists(tmp_path / "a" / name)
