@@ -33,7 +33,7 @@ import apache_beam as beam
 import numpy as np
 
 from data_prep import builder, writer
-from data_prep.builder import SPLITS, STATE_DIR
+from data_prep.builder import STATE_DIR
 from data_prep.config import BuildConfig
 from data_prep.parallel import resolve_workers
 
@@ -130,19 +130,7 @@ def pipeline_options(runner: str, extra: str = ""):
 
 def merge(plan: builder.BuildPlan, summary: dict, config: BuildConfig) -> dict:
   """The combiners' outputs in the shape `builder.finish` takes (as `_summarise` gives)."""
-  labels = plan.labels
-  splits = {
-    s: {
-      "songs": 0,
-      "examples": 0,
-      "shards": 0,
-      "num_bytes": 0,
-      "shard_lengths": [],
-      "songs_per_label": dict.fromkeys(labels, 0),
-      "examples_per_label": dict.fromkeys(labels, 0),
-    }
-    for s in SPLITS
-  }
+  splits = builder.empty_split_counts(plan.labels)
   for key, n in summary["counts"].items():
     split, label, what = key.split("\t")
     splits[split][f"{what}_per_label"][label] += n

@@ -352,9 +352,9 @@ def _consume(todo, results, splits, features, label_index, bins: int, out_dir: s
     write_shard(out_dir, name, songs_results, features, label_index, bins, write_sidecar)
 
 
-def _summarise(plan, out_dir: str, labels: list[str], features: FeatureConfig) -> dict:
-  """Merges the shard sidecars into split counts and train statistics."""
-  splits = {
+def empty_split_counts(labels: list[str]) -> dict:
+  """Per split: songs, examples, shards, bytes, shard lengths and per-label counts, all zero."""
+  return {
     s: {
       "songs": 0,
       "examples": 0,
@@ -366,6 +366,11 @@ def _summarise(plan, out_dir: str, labels: list[str], features: FeatureConfig) -
     }
     for s in SPLITS
   }
+
+
+def _summarise(plan, out_dir: str, labels: list[str], features: FeatureConfig) -> dict:
+  """Merges the shard sidecars into split counts and train statistics."""
+  splits = empty_split_counts(labels)
   skipped = []
   total = np.zeros(features.n_bins)
   total_sq = np.zeros(features.n_bins)

@@ -167,6 +167,12 @@ def trained_encoder_params(workdir: str, *, ema: bool = False) -> tuple[dict, in
   return restored["g_params"]["encoder"], step
 
 
+def moments(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per-dimension mean and std (float64) of train embeddings; std 1 where constant."""
+  std = train.std(axis=0, dtype=np.float64)
+  return train.mean(axis=0, dtype=np.float64), np.where(std > 1e-8, std, 1.0)
+
+
 def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
   """Each array z-scored per dimension with the train embeddings' mean and std.
 
@@ -174,9 +180,7 @@ def standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
   Gaussian mixture weigh every dimension alike. Dimensions constant on train
   keep std 1.
   """
-  mean = train.mean(axis=0, dtype=np.float64)
-  std = train.std(axis=0, dtype=np.float64)
-  std = np.where(std > 1e-8, std, 1.0)
+  mean, std = moments(train)
   return [((a - mean) / std).astype(np.float32) for a in (train, *others)]
 
 

@@ -150,10 +150,8 @@ def standardization_stats(
 
   train = embed.load_segments(encoder.dataset_dir, "train", max_examples=max_segments, seed=seed)
   emb = encoder.embed_segments(train.x)
-  std = emb.std(axis=0, dtype=np.float64)
-  std = np.where(std > 1e-8, std, 1.0)
   where = f"train split of {os.path.abspath(encoder.dataset_dir)}, {len(emb)} segments"
-  return emb.mean(axis=0, dtype=np.float64), std, where
+  return (*embed.moments(emb), where)
 
 
 def _read_songs_csv(path: str) -> list[dict]:
@@ -349,9 +347,9 @@ def build(
       # The run's dataset shards are gone (only metadata.json is needed to
       # embed): fall back to the library's own segments, and say so.
       print(f"warning: {e}; standardising with this library's own segments", file=sys.stderr)
-      mean = segment_emb.mean(axis=0, dtype=np.float64)
-      std = segment_emb.std(axis=0, dtype=np.float64)
-      std = np.where(std > 1e-8, std, 1.0)
+      from song2vec import embed
+
+      mean, std = embed.moments(segment_emb)
       where = f"this library's {len(segment_emb)} segments (the run's train split was unreadable)"
 
   kind = config.index
@@ -415,6 +413,13 @@ def build(
   return manifest
 
 
+def standardized(emb: np.ndarray, manifest: dict) -> np.ndarray:
+  """Embeddings z-scored with a library's standardisation statistics, as the distance sees them."""
+  stats = manifest["standardization"]
+  mean, std = np.asarray(stats["mean"], np.float64), np.asarray(stats["std"], np.float64)
+  return ((np.asarray(emb) - mean) / std).astype(np.float32)
+
+
 def _write_library(out, manifest, rows, song_emb, segment_emb, skipped_rows, config) -> None:
   """Writes every file into out/.partial, then moves them into place, the manifest last.
 
@@ -430,10 +435,8 @@ def _write_library(out, manifest, rows, song_emb, segment_emb, skipped_rows, con
   _write_csv(os.path.join(partial, SKIPPED), skipped_rows, ("item", "reason"))
   files = [SONG_EMB, SEGMENT_EMB, SONGS, SKIPPED]
   if manifest["index"]["kind"] == "hnsw":
-    std = np.asarray(manifest["standardization"]["std"])
-    mean = np.asarray(manifest["standardization"]["mean"])
     index = neighbors.HnswIndex.build(
-      ((song_emb - mean) / std).astype(np.float32),
+      standardized(song_emb, manifest),
       config.hnsw_m,
       config.hnsw_ef_construction,
       config.hnsw_ef_search,
@@ -485,8 +488,6 @@ class Library:
     self.index = index
     self._by_id = {r["id"]: i for i, r in enumerate(songs)}
     self._by_path = {os.path.realpath(r["path"]): i for i, r in enumerate(songs)}
-    self._mean = np.asarray(manifest["standardization"]["mean"], np.float64)
-    self._std = np.asarray(manifest["standardization"]["std"], np.float64)
     self._encoder = None
 
   @classmethod
@@ -504,27 +505,21 @@ class Library:
     songs = _read_songs_csv(os.path.join(path, SONGS))
     song_emb = np.load(os.path.join(path, SONG_EMB))
     segment_emb = np.load(os.path.join(path, SEGMENT_EMB), mmap_mode="r")
-    standardized = cls._standardize_with(manifest, song_emb)
+    lib = cls(path, manifest, songs, song_emb, segment_emb, index=None)
     if manifest["index"]["kind"] == "hnsw":
-      index = neighbors.HnswIndex.load(
+      lib.index = neighbors.HnswIndex.load(
         os.path.join(path, INDEX), ef_search or manifest["index"]["hnsw_ef_search"]
       )
     else:
-      index = neighbors.ExactIndex(standardized)
-    return cls(path, manifest, songs, song_emb, segment_emb, index)
-
-  @staticmethod
-  def _standardize_with(manifest, emb):
-    mean = np.asarray(manifest["standardization"]["mean"], np.float64)
-    std = np.asarray(manifest["standardization"]["std"], np.float64)
-    return ((emb - mean) / std).astype(np.float32)
+      lib.index = neighbors.ExactIndex(lib.standardize(song_emb))
+    return lib
 
   def __len__(self) -> int:
     return len(self.songs)
 
   def standardize(self, emb: np.ndarray) -> np.ndarray:
     """Embeddings as the distance sees them (see `song2vec.neighbors`)."""
-    return ((np.asarray(emb) - self._mean) / self._std).astype(np.float32)
+    return standardized(emb, self.manifest)
 
   @property
   def labels(self) -> np.ndarray:
