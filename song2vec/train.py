@@ -11,12 +11,15 @@ global batch; only dropout masks are drawn per device.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import shutil
 import signal
+import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -411,6 +414,41 @@ def _fits(metadata, state) -> str | None:
   return None
 
 
+def _is_orphaned_read_callback(unraisable) -> bool:
+  """Whether an unraisable exception is a read finishing after its restore failed.
+
+  When one array of a checkpoint cannot be read, orbax's restore fails and
+  closes its event loop while tensorstore still reads the other arrays; each
+  of those reads then calls back into the closed loop, and Python prints the
+  resulting "Event loop is closed" as an unraisable exception. Nothing is
+  lost (the restore has already failed and been handled), so these, and only
+  these, are dropped.
+  """
+  frames = traceback.extract_tb(unraisable.exc_traceback)
+  return (
+    unraisable.exc_type is RuntimeError
+    and str(unraisable.exc_value) == "Event loop is closed"
+    and any(f.name == "call_soon_threadsafe" and "asyncio" in f.filename for f in frames)
+  )
+
+
+@contextlib.contextmanager
+def quiet_orphaned_reads():
+  """Drops `_is_orphaned_read_callback` exceptions in its scope; others go to the previous hook."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not _is_orphaned_read_callback(unraisable):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+  try:
+    yield
+  finally:
+    if sys.unraisablehook is hook:
+      sys.unraisablehook = previous
+
+
 def restore_latest(manager, state, ckpt_dir: str):
   """The newest readable checkpoint restored into `state`'s structure, and its step.
 
@@ -473,6 +511,7 @@ def restore_latest(manager, state, ckpt_dir: str):
   return state, 0
 
 
+@quiet_orphaned_reads()  # A failed restore's leftover reads (restore_latest) stay quiet.
 def train(
   config: ml_collections.ConfigDict,
   workdir: str,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
+import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -93,7 +96,9 @@ def _history(workdir):
   ]
 
 
-def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one(tmp_path, caplog):
+def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one(
+  tmp_path, caplog, monkeypatch
+):
   # (The resumed run equals a straight one: see the next-but-one tests.)
   train.train(tiny_config(num_steps=8), str(tmp_path / "b"), SHAPE, batches_from)
   ckpts = tmp_path / "b" / "checkpoints"
@@ -103,8 +108,12 @@ def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one(tmp_path
   for p in data:
     with open(p, "r+b") as f:
       f.truncate(p.stat().st_size // 2)
+  escaped = []  # Unraisable exceptions that reach the hook in place before training.
+  monkeypatch.setattr(sys, "unraisablehook", escaped.append)
   with caplog.at_level(logging.WARNING):
     resumed = train.train(tiny_config(num_steps=12), str(tmp_path / "b"), SHAPE, batches_from)
+  assert sys.unraisablehook == escaped.append  # Put back.
+  assert not escaped, [str(u.exc_value) for u in escaped]
   assert "step(s) 8" in caplog.text and "resuming from step 4" in caplog.text
   assert (ckpts / "unreadable-8").is_dir()  # Kept aside, not deleted.
   assert int(resumed.step) == 12
@@ -115,6 +124,29 @@ def test_an_unreadable_checkpoint_falls_back_to_the_newest_readable_one(tmp_path
   with pytest.raises(train.CheckpointMismatchError, match="step 12 .* does not fit this config"):
     train.train(other, str(tmp_path / "b"), SHAPE, batches_from)
   assert (ckpts / "12").is_dir()
+
+
+def _unraisable(fn):
+  """What Python hands sys.unraisablehook when `fn` raises in a callback."""
+  try:
+    fn()
+  except Exception as e:
+    return types.SimpleNamespace(exc_type=type(e), exc_value=e, exc_traceback=e.__traceback__)
+
+
+def test_only_reads_calling_back_into_a_closed_loop_are_quieted(monkeypatch):
+  loop = asyncio.new_event_loop()
+  loop.close()
+  orphaned = _unraisable(lambda: loop.call_soon_threadsafe(print))
+  other = _unraisable(lambda: 1 / 0)
+  elsewhere = _unraisable(lambda: (_ for _ in ()).throw(RuntimeError("Event loop is closed")))
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", seen.append)
+  with train.quiet_orphaned_reads():
+    for unraisable in (orphaned, other, elsewhere):
+      sys.unraisablehook(unraisable)
+  assert seen == [other, elsewhere]
+  assert sys.unraisablehook == seen.append
 
 
 def test_pmapped_training_loop_runs_and_logs(tmp_path):
