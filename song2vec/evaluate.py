@@ -120,15 +120,19 @@ def usable_tests(tests, label_names) -> tuple[dict, list[str]]:
 
 
 def linear_probe(
-  train_emb: np.ndarray, train_labels: np.ndarray, emb: np.ndarray, labels: np.ndarray
+  train_emb: np.ndarray,
+  train_labels: np.ndarray,
+  emb: np.ndarray,
+  labels: np.ndarray,
+  options,
 ) -> float:
   """Accuracy on (emb, labels) of a logistic regression fitted on the train split.
 
   The representation-learning standard beside clustering: how much of the
   label a linear read-out can find, not only whether it dominates the
-  geometry. Inputs are standardised embeddings.
+  geometry. Inputs are standardised embeddings; `options` is config.eval.probe.
   """
-  clf = LogisticRegression(max_iter=2000)
+  clf = LogisticRegression(C=options.c, tol=options.tol, max_iter=options.max_iter)
   clf.fit(train_emb, train_labels)
   return float(np.mean(clf.predict(emb) == labels))
 
@@ -191,7 +195,7 @@ def evaluate(
           e, labels, groups = embed.song_means(e, songs, labels)
           tr, tr_labels, _ = embed.song_means(tr, train.song_ids[train_idx], tr_labels)
         knn = knn_precision(e, labels, groups, config.eval.knn_k)
-        probe = linear_probe(tr, tr_labels, e, labels)
+        probe = linear_probe(tr, tr_labels, e, labels, config.eval.probe)
         majority = float(np.max(np.bincount(labels)) / len(labels))
         for algorithm in ALGORITHMS:
           s = clustering_scores(e, labels, algorithm, config.eval.seeds, config.eval.clustering)

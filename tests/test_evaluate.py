@@ -178,9 +178,10 @@ def test_linear_probe_reads_a_linearly_coded_label():
   labels = rng.integers(0, 3, 300)
   emb = rng.standard_normal((300, 5)).astype(np.float32)
   emb[:, 0] += 4.0 * labels  # The label along one axis.
-  assert evaluate.linear_probe(emb[:200], labels[:200], emb[200:], labels[200:]) > 0.9
+  probe = ali_lsgan.get_config().eval.probe
+  assert evaluate.linear_probe(emb[:200], labels[:200], emb[200:], labels[200:], probe) > 0.9
   noise = rng.standard_normal((300, 5)).astype(np.float32)
-  assert evaluate.linear_probe(noise[:200], labels[:200], noise[200:], labels[200:]) < 0.6
+  assert evaluate.linear_probe(noise[:200], labels[:200], noise[200:], labels[200:], probe) < 0.6
 
 
 def test_untrained_control_is_the_runs_own_initial_encoder():
