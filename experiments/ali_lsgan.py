@@ -136,7 +136,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.eval.clustering.gmm_full_max_dim = 256
   # Ours: the linear probe, a logistic regression (sklearn, L-BFGS) on the
   # standardised train-split embeddings. tol 1e-3 rather than sklearn's 1e-4:
-  # on Raw (4,096-d) it is 6x faster and moves accuracy by under 0.01.
+  # on Raw (4,096-d) it is 6x faster; on the embedded validation split it moved
+  # Raw, PCA-64 and MFCC accuracies by 0.002-0.010.
   config.eval.probe = ml_collections.ConfigDict()
   config.eval.probe.c = 1.0  # Inverse L2 strength.
   config.eval.probe.tol = 1e-3
