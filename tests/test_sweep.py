@@ -131,12 +131,7 @@ def test_remedies_sweep_points_name_real_fields_and_song2vec_is_its_chosen_point
       sweep.apply_overrides(base, point["overrides"])  # Raises on a misspelt key.
   chosen = remedies.combined(*remedies.CHOSEN)
   recipe = song2vec.get_config()
-  assert sweep.apply_overrides(ali_lsgan_config(), chosen).model == recipe.model
-  assert sweep.apply_overrides(ali_lsgan_config(), chosen).loss == recipe.loss
-  assert sweep.apply_overrides(ali_lsgan_config(), chosen).train == recipe.train
-
-
-def ali_lsgan_config():
-  from experiments import ali_lsgan
-
-  return ali_lsgan.get_config()
+  point = sweep.apply_overrides(remedies.get_config(), chosen)
+  assert point.model == recipe.model
+  assert point.loss == recipe.loss
+  assert point.train == recipe.train
