@@ -5,10 +5,12 @@ r"""What the evaluation's two slowest fixed costs take, each beside its former w
 - Initial weights (the untrained control, and training's start): the three
   networks' init run eagerly, as before, against `models.init_variables`
   (one jitted program, compiled once per process), first and second call.
-- The linear probe on a Raw-sized embedding (4,096-d at the CPU preset;
-  3,360 train and 480 held-out segments of 8 labels, Gaussian with a weak
-  linear label signal): sklearn's L-BFGS at its default tol 1e-4 against
-  `config.eval.probe`.
+- The linear probe on the Raw embedding (standardised spectrogram pixels,
+  4,096-d at the CPU preset) of the preset's dataset: fitted on up to
+  `eval.pca_fit_max_segments` train segments, scored on the validation
+  split, as the evaluation does; sklearn's L-BFGS at its default tol 1e-4
+  against `config.eval.probe`. The dataset is the one the main command builds
+  (`--dataset` to name another).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.common import report  # noqa: E402
+from data_prep.config import build_config_from_dict  # noqa: E402
 from experiments import ali_lsgan  # noqa: E402
-from song2vec import evaluate, models  # noqa: E402
+from song2vec import embed, evaluate, models  # noqa: E402
 
 SHAPES = {"cpu": (64, 64), "paper": (257, 430)}
 
@@ -53,18 +56,15 @@ def eager_init(model_config, shape, seed):
   }
 
 
-def probe_data(dim: int, seed: int = 0):
-  rng = np.random.default_rng(seed)
-  n_train, n_test, labels = 3360, 480, 8
-  directions = rng.standard_normal((labels, dim)) / np.sqrt(dim)
-  out = []
-  for n in (n_train, n_test):
-    y = rng.integers(0, labels, n)
-    x = rng.standard_normal((n, dim)) + 8.0 * directions[y]
-    out += [x.astype(np.float32), y]
-  mean, std = out[0].mean(0), out[0].std(0)
-  out[0], out[2] = (out[0] - mean) / std, (out[2] - mean) / std
-  return out
+def probe_data(config, dataset_dir: str):
+  """Standardised Raw embeddings and labels of train (subsampled) and validation."""
+  ev = config.eval
+  train = embed.load_segments(
+    dataset_dir, "train", max_examples=ev.pca_fit_max_segments, seed=config.seed
+  )
+  held_out = embed.load_segments(dataset_dir, "validation")
+  x, x_held_out = embed.standardize(embed.raw(train.x), embed.raw(held_out.x))
+  return x, train.labels, x_held_out, held_out.labels
 
 
 def main() -> None:
@@ -72,6 +72,7 @@ def main() -> None:
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   parser.add_argument("--preset", default="cpu", choices=tuple(SHAPES))
+  parser.add_argument("--dataset", default="", help="data_prep output; default: the preset's")
   parser.add_argument("--out", default="bench/results/evaluate.json")
   args = parser.parse_args()
   config = ali_lsgan.get_config(args.preset)
@@ -90,17 +91,18 @@ def main() -> None:
     },
     {"what": "initial weights, init_variables 2nd call", "seconds": t_second, "result": ""},
   ]
-  dim = shape[0] * shape[1]
-  x, y, x_test, y_test = probe_data(dim)
+  dataset_dir = args.dataset or build_config_from_dict(config.data.to_dict()).dataset_dir
+  x, y, x_test, y_test = probe_data(config, dataset_dir)
+  dim = x.shape[1]
   default = ml_collections.ConfigDict({"c": 1.0, "tol": 1e-4, "max_iter": 2000})
   for name, options in (
     ("sklearn default tol 1e-4 (before)", default),
-    ("config", config.eval.probe),
+    (f"config.eval.probe, tol {config.eval.probe.tol:g}", config.eval.probe),
   ):
     acc, seconds = timed(lambda o=options: evaluate.linear_probe(x, y, x_test, y_test, o))
     rows.append(
       {
-        "what": f"probe {dim}-d, {name}, tol {options.tol:g}",
+        "what": f"probe, Raw {dim}-d, {len(x)} segments, {name}",
         "seconds": seconds,
         "result": f"accuracy {acc:.3f}",
       }
