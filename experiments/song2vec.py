@@ -24,7 +24,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # dead (held-out gap ~0) on both dev sets.
   config.train.g_steps_per_d_step = 1
   # DCGAN's Adam rate for E+G as for D: the rate this recipe was chosen with
-  # (ali_lsgan.py's slower E+G suits its 4:1 schedule; this one updates 1:1).
+  # (ali_lsgan.py's slower E+G was screened with the 4:1 schedule only).
   config.train.g_learning_rate = 2e-4
   # BigBiGAN (Donahue & Simonyan, 2019): unary scores s_x(x), s_z(z) beside s_xz.
   config.model.d_unary_scores = True
