@@ -61,6 +61,14 @@ def machine() -> dict:
   return info
 
 
+def device_name() -> str:
+  """The first JAX device as a table title names it, e.g. "cpu (cpu)" or "NVIDIA H200 (gpu)"."""
+  import jax  # Here: the data_prep benchmarks do not load JAX.
+
+  device = jax.devices()[0]
+  return f"{device.device_kind} ({device.platform})"
+
+
 def report(title: str, rows: list[dict], columns: list[str], out_path: str) -> None:
   """Prints a Markdown table and writes rows plus the machine to JSON."""
   widths = [max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in columns]

@@ -25,11 +25,10 @@ if not __package__:
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import report  # noqa: E402
+from bench.common import device_name, report  # noqa: E402
 from data_prep.config import build_config_from_dict  # noqa: E402
 from experiments import ali_lsgan  # noqa: E402
 from song2vec import embed, evaluate, models  # noqa: E402
@@ -44,16 +43,9 @@ def timed(fn):
 
 
 def eager_init(model_config, shape, seed):
-  """The former init_variables: every initializer op dispatched (and compiled) on its own."""
-  encoder, decoder, discriminator = models.make_models(model_config, shape)
-  k_enc, k_dec, k_d, _ = jax.random.split(jax.random.key(seed), 4)
-  x = jnp.zeros((1, *shape), jnp.float32)
-  z = jnp.zeros((1, encoder.z_dim), jnp.float32)
-  return {
-    "encoder": encoder.init(k_enc, x),
-    "decoder": decoder.init(k_dec, z),
-    "discriminator": discriminator.init(k_d, x, z, train=False),
-  }
+  """The former init_variables: the same program not jitted, so every
+  initializer op is dispatched (and compiled) on its own."""
+  return models.init_program(model_config, shape)(jax.random.key(seed))
 
 
 def probe_data(config, dataset_dir: str):
@@ -107,9 +99,8 @@ def main() -> None:
         "result": f"accuracy {acc:.3f}",
       }
     )
-  device = jax.devices()[0]
   report(
-    f"evaluation fixed costs, preset {args.preset}, {device.device_kind} ({device.platform})",
+    f"evaluation fixed costs, preset {args.preset}, {device_name()}",
     rows,
     ["what", "seconds", "result"],
     args.out,

@@ -35,7 +35,7 @@ SECONDS, RATE = 30.0, 44100
 def stage_times(workdir: str, root: str, count: int) -> dict[str, float]:
   """Seconds per song of each stage, in this process, after one warm-up song."""
   from data_prep import audio
-  from song2vec.encoder import Encoder, song_features
+  from song2vec.encoder import Encoder
 
   enc = Encoder(workdir)
   paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)[: count + 1]
@@ -46,7 +46,7 @@ def stage_times(workdir: str, root: str, count: int) -> dict[str, float]:
     y = audio.load_audio(path, rate)
     t["decode + resample"] += time.perf_counter() - s
     s = time.perf_counter()
-    x = enc.normalise(song_features(y, enc.features, enc.max_segments))
+    x = enc.normalise(audio.consecutive_spectrograms(y, enc.features, enc.max_segments))
     t["features"] += time.perf_counter() - s
     s = time.perf_counter()
     enc.embed_segments(x)

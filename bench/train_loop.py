@@ -30,7 +30,7 @@ if not __package__:
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import report  # noqa: E402
+from bench.common import device_name, report  # noqa: E402
 from experiments import ali_lsgan  # noqa: E402
 from song2vec import train  # noqa: E402
 
@@ -110,10 +110,9 @@ def main() -> None:
       "% of bare": 100 * loop / bare,
     },
   ]
-  device = jax.devices()[0]
   report(
     f"training loop vs bare steps, preset {args.preset}, batch {config.train.batch_size}, "
-    f"{device.device_kind} ({device.platform})",
+    f"{device_name()}",
     rows,
     ["how", "steps/s", "% of bare"],
     args.out,

@@ -24,7 +24,7 @@ if not __package__:
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import report  # noqa: E402
+from bench.common import device_name, report  # noqa: E402
 from experiments import ali_lsgan  # noqa: E402
 from song2vec import train  # noqa: E402
 
@@ -116,7 +116,7 @@ def main() -> None:
   columns += ["gflop_per_step", "achieved_tflop_s", "peak_mem_mb"]
   if args.peak_tflops:
     columns.append("pct_of_peak")
-  report(f"train steps on {jax.devices()[0].device_kind} ({platform})", rows, columns, args.out)
+  report(f"train steps on {device_name()}", rows, columns, args.out)
 
 
 if __name__ == "__main__":

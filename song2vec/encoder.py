@@ -34,12 +34,6 @@ class RunError(Exception):
   """The folder is not a usable run (no config, no dataset metadata, no checkpoint)."""
 
 
-# How a library covers a song, shared with its decoding workers (which must not
-# import JAX): data_prep.audio holds the per-song code.
-segment_starts = audio.consecutive_offsets
-song_features = audio.consecutive_spectrograms
-
-
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
   """What a library needs to know about the run that embeds it."""
@@ -151,7 +145,7 @@ class Encoder:
       import librosa
 
       y = librosa.resample(y, orig_sr=sr, target_sr=self.features.sample_rate, res_type="soxr_hq")
-    return self.normalise(song_features(y, self.features, self.max_segments))
+    return self.normalise(audio.consecutive_spectrograms(y, self.features, self.max_segments))
 
   def embed_audio(self, y: np.ndarray, sr: int) -> np.ndarray:
     """A waveform's song embedding: [dim] float32, the mean over its segments."""

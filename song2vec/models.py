@@ -260,9 +260,13 @@ def _compiled_init(model_config_json: str, shape: tuple[int, int]):
   and each evaluated split then share.
   """
   model_config = ml_collections.ConfigDict(json.loads(model_config_json))
+  return jax.jit(init_program(model_config, shape))
+
+
+def init_program(model_config, shape: tuple[int, int]):
+  """key -> the three networks' initial variables, uncompiled (init_variables jits it)."""
   encoder, decoder, discriminator = make_models(model_config, shape)
 
-  @jax.jit
   def init(key):
     k_enc, k_dec, k_d, _ = jax.random.split(key, 4)
     x = jnp.zeros((1, *shape), jnp.float32)

@@ -70,10 +70,10 @@ def small(**kw):
 
 
 def test_segment_starts_cover_the_song_and_spread_a_cap_over_it():
-  assert list(encoder_lib.segment_starts(1000, 100, 0)) == list(range(0, 1000, 100))
-  assert list(encoder_lib.segment_starts(1000, 100, 20)) == list(range(0, 1000, 100))
-  assert list(encoder_lib.segment_starts(1000, 100, 4)) == [0, 300, 600, 900]
-  assert list(encoder_lib.segment_starts(50, 100, 4)) == [0]  # Shorter than a segment: padded.
+  assert list(audio.consecutive_offsets(1000, 100, 0)) == list(range(0, 1000, 100))
+  assert list(audio.consecutive_offsets(1000, 100, 20)) == list(range(0, 1000, 100))
+  assert list(audio.consecutive_offsets(1000, 100, 4)) == [0, 300, 600, 900]
+  assert list(audio.consecutive_offsets(50, 100, 4)) == [0]  # Shorter than a segment: padded.
 
 
 def test_a_library_file_finds_itself_first_and_a_new_file_is_embedded(run, songs, tmp_path):
