@@ -51,7 +51,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # Model.
   config.model = ml_collections.ConfigDict()
   config.model.z_dim = 64  # Report: 64-d embedding.
-  config.model.stochastic_encoder = False  # Report: deterministic G_z(x).
+  config.model.stochastic_encoder = False  # Report (§3.1.2): deterministic G_z(x).
   if arg == "paper":  # Ours: 257x430 -> 5x7 after 6 stride-2 convs.
     config.model.encoder_channels = (32, 64, 128, 256, 256, 512)
     config.model.d_channels = (32, 64, 128, 256, 256)

@@ -13,8 +13,8 @@ recipe of experiments/song2vec.py was chosen.
 
 Points: the report's recipe; each remedy added to it alone; then the
 combinations that healthy diagnostics suggested (see docs/remedies_cpu.md).
-The whole sweep is 14 points x 3 seeds x 2 dev sets, about 9 minutes a run on
-2 CPU cores (some 13 hours): docs/remedies_cpu.md says which points have run.
+The whole sweep is 15 points x 3 seeds x 2 dev sets, about 9 minutes a run on
+2 CPU cores (some 14 hours): docs/remedies_cpu.md says which points have run.
 """
 
 import ml_collections
@@ -47,6 +47,7 @@ REMEDIES = {
   "cycles10": {"loss.cycle_x_weight": 10.0, "loss.cycle_z_weight": 10.0},  # Ours: ALICE x10.
   "ema": {"train.ema_decay": 0.999},  # BigGAN's generator EMA, here the encoder's.
   "slow_eg": {"train.g_learning_rate": 2e-5},  # TTUR (Heusel et al. 2017): E+G 10x slower.
+  "stochastic": {"model.stochastic_encoder": True},  # ALI paper: reparameterised G_z.
 }
 
 
