@@ -36,6 +36,18 @@ from song2vec.metric_writers import read_jsonl
 SCORES = ("v_measure", "ami", "nmi", "ari")
 ALGORITHMS = ("kmeans", "gmm")
 UNTRAINED = "Untrained encoder"  # This run's own encoder at step 0.
+# The config.eval settings `evaluate` reads; a run written before one of them
+# existed is re-evaluated through launch.py, with its experiment's settings.
+EVAL_SETTINGS = (
+  "tests",
+  "seeds",
+  "pca_components",
+  "pca_fit_max_segments",
+  "knn_k",
+  "n_mfcc",
+  "clustering",
+  "probe",
+)
 MFCC = "MFCC stats"
 
 
@@ -538,6 +550,16 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
+  missing = [f"eval.{key}" for key in EVAL_SETTINGS if key not in config.eval]
+  if missing:
+    print(
+      f"error: {path} lacks {', '.join(missing)}: the run was written by an older "
+      "song2vec. Re-evaluate it with today's settings through launch.py, which resumes "
+      "its final checkpoint and only evaluates: python launch.py --config=<its experiment> "
+      f"--workdir={args.workdir} [--config.seed=<its seed>]",
+      file=sys.stderr,
+    )
+    return 2
   from data_prep.config import build_config_from_dict
 
   dataset_dir = build_config_from_dict(config.data.to_dict()).dataset_dir

@@ -64,7 +64,7 @@ def test_song_means_average_segments():
   np.testing.assert_allclose(means[:, 0], [2.0, 10.0])
 
 
-def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch):
+def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsys):
   # A CSV source with years, so the Figure 8 plot is drawn too.
   files = sorted(p for p in genre_tree.rglob("*.*"))
   rows = [f"{p},{p.parent.name},,,,{1990 + i}" for i, p in enumerate(files)]
@@ -122,6 +122,17 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch):
   finer = tmp_path / "finer"
   builder.build(make_config(genre_tree, finer, features=dataclasses.replace(TINY, n_mels=8)))
   assert evaluate.main([f"--workdir={workdir}", f"--dataset={finer}"]) == 2
+  # A run written before an evaluation setting existed is told how to re-evaluate.
+  older = config.copy_and_resolve_references()
+  del older.eval["probe"]
+  with open(config_json, "w") as f:
+    f.write(older.to_json_best_effort())
+  capsys.readouterr()
+  assert evaluate.main([f"--workdir={workdir}"]) == 2
+  err = capsys.readouterr().err
+  assert "lacks eval.probe" in err and f"--workdir={workdir}" in err
+  with open(config_json, "w") as f:
+    f.write(config.to_json_best_effort())
   combined = evaluate.aggregate([workdir, workdir])
   assert combined.startswith("2 runs, test split, segment level")
   assert "| ALI |" in combined and "± 0.000" in combined  # Same run twice: no spread.
