@@ -107,7 +107,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # ~0 and the codes collapsed onto 1-2 directions.
   config.train.g_learning_rate = 2e-5
   config.train.d_learning_rate = 2e-4  # Ours; separate from E+G's (TTUR, Heusel et al. 2017).
-  config.train.ema_decay = 0.0  # Ours: EMA of the encoder's weights for embedding; 0: off.
+  # Ours: EMA of the encoder's weights for embedding, its decay warmed up as
+  # TensorFlow's ExponentialMovingAverage does, min(decay, (1 + step) / (10 + step)); 0: off.
+  config.train.ema_decay = 0.0
   config.train.diag_examples = 256  # Validation segments the diagnostics are computed on.
   config.train.adam_b1 = 0.5
   config.train.adam_b2 = 0.999

@@ -315,14 +315,28 @@ def test_encoder_moving_average_follows_the_encoder():
   config = tiny_config(ema_decay=0.5)
   setup = train.make_setup(config, SHAPE)
   state = train.init_state(setup, SHAPE, seed=0)
-  start = jax.tree.map(np.asarray, state.g_params["encoder"])
   _, g_fn = train.compile_steps(setup, 1)
-  state, _ = g_fn(state, batch_for(0))
-  new = state.g_params["encoder"]
-  for e, a, b in zip(
-    jax.tree.leaves(state.ema_encoder), jax.tree.leaves(start), jax.tree.leaves(new), strict=True
-  ):
-    np.testing.assert_allclose(np.asarray(e), 0.5 * a + 0.5 * np.asarray(b), rtol=1e-5, atol=1e-7)
+  # At step 0 the warm-up's decay (1/10) is below the configured 0.5; later the 0.5.
+  for step, decay in ((0, 0.1), (20, 0.5)):
+    state = state.replace(step=jnp.asarray(step, state.step.dtype))
+    start = jax.tree.map(np.asarray, state.ema_encoder)
+    state, _ = g_fn(state, batch_for(0))
+    new = state.g_params["encoder"]
+    for e, a, b in zip(
+      jax.tree.leaves(state.ema_encoder), jax.tree.leaves(start), jax.tree.leaves(new), strict=True
+    ):
+      np.testing.assert_allclose(
+        np.asarray(e), decay * a + (1 - decay) * np.asarray(b), rtol=1e-5, atol=1e-7
+      )
+
+
+def test_moving_average_warms_up_then_keeps_its_decay():
+  decays = [float(train.ema_decay_at(0.999, s)) for s in (0, 90, 1200, 100_000)]
+  assert decays[0] == pytest.approx(0.1) and decays[1] == pytest.approx(0.91)
+  assert decays[2] < 0.999 and decays[3] == pytest.approx(0.999)
+  # What is left of the initial weights after the CPU preset's 1,200 updates.
+  left = np.prod([float(train.ema_decay_at(0.999, s)) for s in range(1200)])
+  assert left < 1e-6
 
 
 def test_a_seed_reproduces_a_run_and_a_resumed_run_equals_a_straight_one(genre_tree, tmp_path):
