@@ -95,6 +95,10 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.loss.cycle_x_weight = 0.0  # ALICE (Li et al. 2017): lambda_x |x - G_x(G_z(x))|.
   config.loss.cycle_z_weight = 0.0  # ALICE: lambda_z |z - G_z(G_x(z))|.
   config.loss.cycle_norm = "l1"  # ALICE's cycle terms: "l1" or "l2".
+  # WAE (Tolstikhin et al. 2018): lambda MMD(E(x), N(0, I)) in the E+G loss, with
+  # the inverse multiquadratics kernel at C = 2 * z_dim * scale for each scale.
+  config.loss.prior_mmd_weight = 0.0
+  config.loss.prior_mmd_scales = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # WAE's code.
 
   # Training.
   config.train = ml_collections.ConfigDict()

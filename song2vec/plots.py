@@ -44,6 +44,7 @@ def loss_curves(records: list[dict], path: str, title: str = "ALI training") -> 
       ("g_loss", "encoder + decoder", "-"),
       ("cycle_x", "cycle |x - G(E(x))|", "--"),
       ("cycle_z", "cycle |z - E(G(z))|", "--"),
+      ("prior_mmd", "MMD(E(x), prior)", "-."),
       ("d_l2_penalty", "D kernel L2 penalty", ":"),
     ],
     ylabel="loss",

@@ -196,6 +196,15 @@ def _forward(
       z_rec = _code(setup, setup.encoder.apply(g_params["encoder"], x_dec))
       parts["cycle_z"] = losses.cycle(z_prior, z_rec, loss.cycle_norm)
       parts["g_loss"] = parts["g_loss"] + loss.cycle_z_weight * parts["cycle_z"]
+    # WAE-MMD (Tolstikhin et al., 2018): pull the codes' marginal towards the
+    # prior directly, over the global batch (all_gather's gradient sums every
+    # device's share back, so 1 and N devices take the same step).
+    if loss.prior_mmd_weight:
+      z_all, prior_all = z_enc, z_prior
+      if axis_name is not None:
+        z_all, prior_all = jax.lax.all_gather((z_enc, z_prior), axis_name, tiled=True)
+      parts["prior_mmd"] = losses.prior_mmd(z_all, prior_all, tuple(loss.prior_mmd_scales))
+      parts["g_loss"] = parts["g_loss"] + loss.prior_mmd_weight * parts["prior_mmd"]
   return parts, stats
 
 

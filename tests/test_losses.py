@@ -124,3 +124,25 @@ def test_cycle_terms_by_hand():
   assert float(losses.cycle(a, b, "l2")) == pytest.approx((0.25 + 4.0) / 2)
   with pytest.raises(ValueError, match="cycle norm"):
     losses.cycle(a, b, "l3")
+
+
+def test_prior_mmd_is_near_zero_on_the_prior_and_grows_with_drift():
+  rng = np.random.default_rng(0)
+  prior = jnp.asarray(rng.standard_normal((256, 8)), jnp.float32)
+  same = jnp.asarray(rng.standard_normal((256, 8)), jnp.float32)
+  scales = (0.1, 1.0, 10.0)
+  on_prior = float(losses.prior_mmd(same, prior, scales))
+  offset = float(losses.prior_mmd(same + 2.0, prior, scales))
+  # Two live directions of eight, as a collapsed encoder's codes.
+  folded = float(losses.prior_mmd(same * jnp.array([1.0] * 2 + [0.0] * 6), prior, scales))
+  assert abs(on_prior) < 0.01
+  assert offset > 0.5 and folded > 0.1 and offset > folded
+
+
+def test_prior_mmd_by_hand():
+  z, prior = jnp.array([[0.0], [1.0]]), jnp.array([[0.0], [3.0]])
+  c = 2.0  # 2 * z_dim * scale.
+  within = (c / (c + 1.0)) * 2 + (c / (c + 9.0)) * 2  # Off-diagonal pairs, both orders.
+  across = c / c + c / (c + 9.0) + c / (c + 1.0) + c / (c + 4.0)
+  want = within / 2 - 2 * across / 4
+  assert float(losses.prior_mmd(z, prior, (1.0,))) == pytest.approx(want, rel=1e-6)

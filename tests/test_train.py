@@ -280,7 +280,7 @@ def test_diagnostics_flag_collapsed_codes_and_a_dead_discriminator():
     ({"d_arch": "ali", "d_unary_scores": True, "d_spectral_norm": True}, {"unary_weight": 1.0}),
     (
       {"encoder_readout": "pool", "stochastic_encoder": True},
-      {"cycle_x_weight": 1.0, "cycle_z_weight": 1.0},
+      {"cycle_x_weight": 1.0, "cycle_z_weight": 1.0, "prior_mmd_weight": 10.0},
     ),
   ],
 )
@@ -299,8 +299,16 @@ def test_remedies_train_on_one_and_four_devices_alike(model, loss):
     for k in m1:
       assert np.isfinite(m1[k]), k
       np.testing.assert_allclose(m4[k][0], m1[k], rtol=2e-4, atol=1e-5, err_msg=k)
+  # The G step's gradients (cycles, MMD over the gathered batch) agree too.
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5),
+    jax.device_get(single.g_params),
+    jax.device_get(train.unreplicate(multi).g_params),
+  )
   if loss.get("cycle_x_weight"):
     assert "cycle_x" in m1 and "cycle_z" in m1
+  if loss.get("prior_mmd_weight"):  # Over the global batch on four devices too.
+    assert "prior_mmd" in m1
   if model.get("d_unary_scores"):
     assert "d_loss_x" in m1 and "d_loss_z" in m1
   if model.get("d_spectral_norm"):  # D's power-iteration vectors moved in its step.
