@@ -10,6 +10,7 @@ checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import jax
@@ -142,6 +143,19 @@ def encode(
 def untrained_encoder_params(model_config: ml_collections.ConfigDict, shape, seed: int):
   """The run's own encoder at step 0: the control for what the architecture alone gives."""
   return models.init_variables(model_config, shape, seed)["encoder"]
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a launch.py run saved as workdir/config.json.
+
+  Raises:
+    FileNotFoundError: there is no config.json; the message names the file.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: {workdir} is not a launch.py run folder")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
 
 
 def trained_encoder_params(workdir: str, *, ema: bool = False) -> tuple[dict, int]:

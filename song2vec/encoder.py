@@ -17,12 +17,10 @@ and the EMA weights when the run keeps them).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from data_prep import audio
@@ -64,11 +62,10 @@ class Encoder:
       RunError: the folder lacks config.json, its dataset's metadata.json or a
         checkpoint; the message names what is missing.
     """
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-      raise RunError(f"{path} not found: {workdir} is not a launch.py run folder")
-    with open(path) as f:
-      self.config = ml_collections.ConfigDict(json.load(f))
+    try:
+      self.config = embed.load_run_config(workdir)
+    except FileNotFoundError as e:
+      raise RunError(str(e)) from None
     self.dataset_dir = build_config_from_dict(self.config.data.to_dict()).dataset_dir
     try:
       self.dataset = input_pipeline.load_info(self.dataset_dir)

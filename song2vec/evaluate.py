@@ -16,7 +16,6 @@ beside PCA, the loss curves and `report.md`.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import sys
@@ -544,12 +543,12 @@ def main(argv: list[str] | None = None) -> int:
   if args.aggregate:
     print(aggregate(args.aggregate, args.level, args.split, on))
     return 0
-  path = os.path.join(args.workdir, "config.json")
-  if not os.path.exists(path):
-    print(f"error: {path} not found: not a launch.py run folder", file=sys.stderr)
+  try:
+    config = embed.load_run_config(args.workdir)
+  except FileNotFoundError as e:
+    print(f"error: {e}", file=sys.stderr)
     return 2
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  path = os.path.join(args.workdir, "config.json")
   missing = [f"eval.{key}" for key in EVAL_SETTINGS if key not in config.eval]
   if missing:
     print(

@@ -131,6 +131,8 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
   assert evaluate.main([f"--workdir={workdir}"]) == 2
   err = capsys.readouterr().err
   assert "lacks eval.probe" in err and f"--workdir={workdir}" in err
+  assert evaluate.main([f"--workdir={tmp_path / 'nope'}"]) == 2  # Not a run folder.
+  assert "not a launch.py run folder" in capsys.readouterr().err
   with open(config_json, "w") as f:
     f.write(config.to_json_best_effort())
   combined = evaluate.aggregate([workdir, workdir])
