@@ -109,14 +109,8 @@ def mfcc_stats(x: np.ndarray, info: input_pipeline.DatasetInfo, n_mfcc: int) -> 
 EMBEDDINGS = ("z", "features")
 
 
-def encode(
-  model_config: ml_collections.ConfigDict,
-  shape,
-  encoder_params,
-  x: np.ndarray,
-  batch: int = 256,
-) -> np.ndarray:
-  """The encoder's embedding of every segment, as `model_config.embedding` names it.
+def encoder_apply(model_config: ml_collections.ConfigDict, shape):
+  """A jitted fn(encoder_params, x) -> the embedding `model_config.embedding` names.
 
   "z": G_z(x) (mu for a stochastic encoder), the report's; "features": the
   vector the encoder's readout maps to z (BigBiGAN's pooled features).
@@ -132,12 +126,38 @@ def encode(
       return features
     return z[0] if encoder.stochastic else z
 
-  apply = jax.jit(apply)
-  out = [
-    np.asarray(apply(encoder_params, jnp.asarray(x[i : i + batch])))
-    for i in range(0, len(x), batch)
-  ]
+  return jax.jit(apply)
+
+
+def encode_in_batches(apply, encoder_params, x: np.ndarray, batch: int = 256) -> np.ndarray:
+  """[n, bins, frames] -> [n, dim] float32 through `apply`, at most `batch` segments a call.
+
+  A short last batch is padded to a power of two (at most `batch`): a handful
+  of compiled shapes, whatever the number of segments.
+  """
+  out = []
+  for i in range(0, len(x), batch):
+    xb = x[i : i + batch]
+    n = len(xb)
+    size = min(batch, 1 << max(0, n - 1).bit_length())
+    if size > n:
+      xb = np.concatenate([xb, np.zeros((size - n, *xb.shape[1:]), xb.dtype)])
+    out.append(np.asarray(apply(encoder_params, jnp.asarray(xb)))[:n])
+  if not out:
+    spec = jax.ShapeDtypeStruct((1, *x.shape[1:]), jnp.float32)
+    return np.zeros((0, jax.eval_shape(apply, encoder_params, spec).shape[-1]), np.float32)
   return np.concatenate(out).astype(np.float32)
+
+
+def encode(
+  model_config: ml_collections.ConfigDict,
+  shape,
+  encoder_params,
+  x: np.ndarray,
+  batch: int = 256,
+) -> np.ndarray:
+  """The encoder's embedding of every segment (see encoder_apply)."""
+  return encode_in_batches(encoder_apply(model_config, shape), encoder_params, x, batch)
 
 
 def untrained_encoder_params(model_config: ml_collections.ConfigDict, shape, seed: int):

@@ -19,13 +19,11 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from data_prep import audio
 from data_prep.config import build_config_from_dict
-from song2vec import embed, input_pipeline, models
+from song2vec import embed, input_pipeline
 
 
 class RunError(Exception):
@@ -83,15 +81,8 @@ class Encoder:
     self.max_segments = max_segments
     self.batch_size = batch_size
     kind = self.config.model.get("embedding", "z")
-    encoder, _, _ = models.make_models(self.config.model, self.dataset.shape)
-
-    def apply(xb):
-      z, feats = encoder.apply(params, xb, features=True)
-      if kind == "features":
-        return feats
-      return z[0] if encoder.stochastic else z
-
-    self._apply = jax.jit(apply)
+    self._params = params
+    self._apply = embed.encoder_apply(self.config.model, self.dataset.shape)
     self._mean = self.dataset.mean[None, :, None]
     self._inv_std = (1.0 / self.dataset.std)[None, :, None]
     self.info = RunInfo(
@@ -99,7 +90,7 @@ class Encoder:
       step=int(self.step),
       embedding=kind,
       ema=ema,
-      dim=int(self._apply(jnp.zeros((1, *self.dataset.shape), jnp.float32)).shape[-1]),
+      dim=int(self.embed_segments(np.zeros((0, *self.dataset.shape), np.float32)).shape[-1]),
       features=dict(self.dataset.metadata["features"]),
       dataset_dir=self.dataset_dir,
       normalization_mean=self.dataset.mean,
@@ -119,19 +110,7 @@ class Encoder:
 
     Each call of the encoder holds at most batch_size segments.
     """
-    out = []
-    for i in range(0, len(x), self.batch_size):
-      xb = x[i : i + self.batch_size]
-      # Padded to a power of two (at most batch_size): a handful of compiled
-      # shapes, whatever the songs' segment counts.
-      size = min(self.batch_size, 1 << max(0, len(xb) - 1).bit_length())
-      n = len(xb)
-      if size > n:
-        xb = np.concatenate([xb, np.zeros((size - n, *xb.shape[1:]), xb.dtype)])
-      out.append(np.asarray(self._apply(jnp.asarray(xb)))[:n])
-    if not out:
-      return np.zeros((0, self.dim), np.float32)
-    return np.concatenate(out).astype(np.float32)
+    return embed.encode_in_batches(self._apply, self._params, x, self.batch_size)
 
   def segments_of_audio(self, y: np.ndarray, sr: int) -> np.ndarray:
     """Normalised spectrograms of a waveform (mono or [samples, channels])."""

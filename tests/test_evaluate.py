@@ -206,3 +206,17 @@ def test_untrained_control_is_the_runs_own_initial_encoder():
     jax.tree.leaves(state.g_params["encoder"]), jax.tree.leaves(control), strict=True
   ):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_encoding_in_batches_equals_one_call_and_handles_no_segments():
+  config = tiny_config()
+  params = embed.untrained_encoder_params(config.model, (16, 12), 0)
+  apply = embed.encoder_apply(config.model, (16, 12))
+  x = np.random.default_rng(0).standard_normal((11, 16, 12)).astype(np.float32)
+  whole = np.asarray(apply(params, x))
+  # Batches of 4: two full ones, then 3 segments padded to 4.
+  np.testing.assert_allclose(embed.encode_in_batches(apply, params, x, 4), whole, atol=1e-5)
+  assert embed.encode_in_batches(apply, params, x[:0], 4).shape == (0, config.model.z_dim)
+  config.model.embedding = "bogus"
+  with pytest.raises(ValueError, match="model.embedding"):
+    embed.encoder_apply(config.model, (16, 12))
