@@ -107,6 +107,9 @@ def mfcc_stats(x: np.ndarray, info: input_pipeline.DatasetInfo, n_mfcc: int) -> 
 
 
 EMBEDDINGS = ("z", "features")
+# The baselines' names in every table.
+MFCC = "MFCC stats"
+UNTRAINED = "Untrained encoder"  # The run's own encoder at step 0.
 
 
 def encoder_apply(model_config: ml_collections.ConfigDict, shape):

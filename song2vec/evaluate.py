@@ -8,16 +8,14 @@ test in `config.eval.tests`, cluster into k = number of labels with k-means
 and a Gaussian mixture over several seeds and score V-measure, AMI, NMI and
 ARI (mean ± std), at segment and at song level, beside chance (the same
 clusterings scored against shuffled labels); plus kNN retrieval precision@10
-(same label, never counting the query's own song). Writes
-`workdir/report/`: tables (Markdown and CSV), a bar chart, t-SNE plots of ALI
-beside PCA, the loss curves and `report.md`.
+(same label, never counting the query's own song) and a linear probe.
+`song2vec.report` then writes `workdir/report/`: tables (Markdown and CSV), a
+bar chart, t-SNE plots of ALI beside PCA, the loss curves and `report.md`.
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import shutil
 import sys
 import time
 
@@ -29,12 +27,10 @@ from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
 
-from song2vec import embed, health, input_pipeline, neighbors, plots
-from song2vec.metric_writers import read_jsonl
+from song2vec import embed, input_pipeline, neighbors, report
 
 SCORES = ("v_measure", "ami", "nmi", "ari")
 ALGORITHMS = ("kmeans", "gmm")
-UNTRAINED = "Untrained encoder"  # This run's own encoder at step 0.
 # The config.eval settings `evaluate` reads; a run written before one of them
 # existed is re-evaluated through launch.py, with its experiment's settings.
 EVAL_SETTINGS = (
@@ -47,7 +43,6 @@ EVAL_SETTINGS = (
   "clustering",
   "probe",
 )
-MFCC = "MFCC stats"
 
 
 def score(labels: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
@@ -170,8 +165,8 @@ def compute_embeddings(config, workdir: str, dataset_dir: str, split: str = "tes
   embedders = {
     "Raw": embed.raw,
     f"PCA-{ev.pca_components}": lambda x: pca.transform(embed.raw(x)).astype(np.float32),
-    MFCC: lambda x: embed.mfcc_stats(x, info, ev.n_mfcc),
-    UNTRAINED: lambda x: embed.encode(config.model, info.shape, untrained, x),
+    embed.MFCC: lambda x: embed.mfcc_stats(x, info, ev.n_mfcc),
+    embed.UNTRAINED: lambda x: embed.encode(config.model, info.shape, untrained, x),
     "ALI": lambda x: embed.encode(config.model, info.shape, params, x),
   }
   out, train_out = {}, {}
@@ -230,287 +225,11 @@ def evaluate(
             }
           )
   logging.info("evaluation of the %s split took %.1f s", split, time.perf_counter() - start)
-  _write_report(config, workdir, dataset_dir, rows, embeddings, target, tests, notes, split, on)
+  subsets = {name: _subset(target, labels) for name, labels in tests.items()}
+  report.write(
+    config, workdir, dataset_dir, rows, embeddings, target, tests, subsets, notes, split, on
+  )
   return rows
-
-
-def format_markdown(head: list[str], rows: list[list[str]]) -> str:
-  """A Markdown table from a header and rows of cell strings."""
-  lines = [head, ["---"] * len(head), *rows]
-  return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
-
-
-def report_dir(workdir: str, split: str = "test", on: str = "") -> str:
-  """report/ for the test split (the final report), report-<split>/ otherwise.
-
-  `on` names another dataset the run's encoder was evaluated on (a transfer
-  evaluation): report[-<split>]-on-<on>/.
-  """
-  name = "report" if split == "test" else f"report-{split}"
-  return os.path.join(workdir, f"{name}-on-{on}" if on else name)
-
-
-def scores_path(workdir: str, split: str = "test", on: str = "") -> str:
-  """A run's clustering scores; written last, so it also marks a finished evaluation."""
-  return os.path.join(report_dir(workdir, split, on), "clustering.csv")
-
-
-def read_scores(workdir: str, split: str = "test", on: str = "") -> list[dict]:
-  """The rows of a run's clustering.csv for `split` (on dataset `on`), as strings."""
-  with open(scores_path(workdir, split, on)) as f:
-    return list(csv.DictReader(f))
-
-
-def format_mean_std(mean: float, std: float) -> str:
-  """How every table here prints a mean over seeds or runs."""
-  return f"{mean:.3f} ± {std:.3f}"
-
-
-def markdown_table(rows: list[dict], level: str) -> str:
-  """Figure 4 as Markdown: embeddings down, (test, algorithm, score) across."""
-  rows = [r for r in rows if r["level"] == level]
-  tests = list(dict.fromkeys(r["test"] for r in rows))
-  names = list(dict.fromkeys(r["embedding"] for r in rows))
-  head = ["embedding"]
-  for t in tests:
-    for a in ALGORITHMS:
-      head += [f"{t} {a} V", f"{t} {a} AMI"]
-    head += [f"{t} kNN p@10", f"{t} probe acc"]
-  body = []
-  by = {(r["test"], r["embedding"], r["algorithm"]): r for r in rows}
-  for name in names:
-    cells = [name]
-    for t in tests:
-      for a in ALGORITHMS:
-        r = by[(t, name, a)]
-        cells += [
-          format_mean_std(r["v_measure_mean"], r["v_measure_std"]),
-          format_mean_std(r["ami_mean"], r["ami_std"]),
-        ]
-      first = by[(t, name, ALGORITHMS[0])]
-      cells += [f"{first['knn_p_at_k']:.3f}", f"{first['probe_accuracy']:.3f}"]
-    body.append(cells)
-  chance = ["chance (shuffled labels)"]
-  for t in tests:
-    for a in ALGORITHMS:
-      r = by[(t, "ALI", a)] if (t, "ALI", a) in by else by[(t, names[0], a)]
-      chance += [f"{r['chance_v_measure']:.3f}", f"{r['chance_ami']:.3f}"]
-    first = by[(t, names[0], ALGORITHMS[0])]
-    chance += [f"{1 / first['labels']:.3f}", f"{first['probe_majority']:.3f}"]
-  return format_markdown(head, body + [chance])
-
-
-def _verdict(rows: list[dict]) -> str:
-  """Says plainly, per test and algorithm, whether ALI beats PCA and Raw."""
-  out = []
-  seg = [r for r in rows if r["level"] == "segment"]
-  by = {(r["test"], r["embedding"], r["algorithm"]): r for r in seg}
-  pca_name = next(r["embedding"] for r in seg if r["embedding"].startswith("PCA"))
-  wins = total = clear = 0
-  for (t, name, a), r in by.items():
-    if name != "ALI":
-      continue
-    for base in (pca_name, "Raw"):
-      b = by[(t, base, a)]
-      for m in ("v_measure", "ami"):
-        total += 1
-        diff = r[f"{m}_mean"] - b[f"{m}_mean"]
-        wins += diff > 0
-        clear += diff > r[f"{m}_std"] + b[f"{m}_std"]
-  out.append(
-    f"At segment level, ALI's mean score is above the baseline's in {wins} of {total} "
-    f"comparisons (ALI vs {pca_name} and vs Raw; V-measure and AMI; each test and algorithm), "
-    f"and above by more than the two standard deviations combined in {clear}."
-  )
-  if clear == total:
-    verdict = "beats"
-  elif wins == 0:
-    verdict = "does not beat"
-  else:
-    verdict = "does not clearly beat"
-  out.append(f"**On this data, ALI {verdict} PCA and Raw.**")
-  for other, what in ((UNTRAINED, "the untrained encoder (this run at step 0)"), (MFCC, MFCC)):
-    if not any(name == other for (_, name, _) in by):
-      continue
-    above = [
-      by[(t, "ALI", a)]["ami_mean"] > by[(t, other, a)]["ami_mean"]
-      for (t, name, a) in by
-      if name == "ALI"
-    ]
-    probe = [
-      by[(t, "ALI", a)]["probe_accuracy"] > by[(t, other, a)]["probe_accuracy"]
-      for (t, name, a) in by
-      if name == "ALI" and a == ALGORITHMS[0]
-    ]
-    out.append(
-      f"Against {what}, ALI's segment-level AMI is higher in {sum(above)} of {len(above)} "
-      f"(test, algorithm) cells and its linear-probe accuracy in {sum(probe)} of "
-      f"{len(probe)} tests."
-    )
-  return " ".join(out)
-
-
-def _describe_tests(tests) -> str:
-  return ", ".join(f"{name} = {list(labels) or 'all labels'}" for name, labels in tests.items())
-
-
-def _write_report(config, workdir, dataset_dir, rows, embeddings, test, tests, notes, split, on):
-  out = report_dir(workdir, split, on)
-  os.makedirs(out, exist_ok=True)
-  tables = {level: markdown_table(rows, level) for level in ("segment", "song")}
-  for level, text in tables.items():
-    with open(os.path.join(out, f"clustering_{level}.md"), "w") as f:
-      f.write(text + "\n")
-  figures = {"bars": plots.score_bars(rows, os.path.join(out, "clustering_bars.png"))}
-  pca_name = next(n for n in embeddings if n.startswith("PCA"))
-  for test_name, names in tests.items():
-    idx = _subset(test, names)
-    labels = [test.label_names[i] for i in test.labels[idx]]
-    figures[f"tsne_{test_name}"] = plots.tsne_pair(
-      {"ALI": embeddings["ALI"][idx], pca_name: embeddings[pca_name][idx]},
-      labels,
-      os.path.join(out, f"tsne_{test_name}.png"),
-      seed=config.seed,
-      title=f"t-SNE of {split} segments ({test_name})",
-    )
-  curves = os.path.join(workdir, "loss_curves.png")
-  if os.path.exists(curves):
-    shutil.copy(curves, os.path.join(out, "loss_curves.png"))
-  meta = input_pipeline.load_info(dataset_dir).metadata
-  step = rows[0]["checkpoint_step"]
-  records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
-  summary = health.summarize(records)
-  ema = config.train.get("ema_decay", 0.0)
-  purpose = (
-    "the final report: nothing was chosen on this split"
-    if split == "test"
-    else "for choosing recipes, hyper-parameters and checkpoints; the test split is kept apart"
-  )
-  cl = config.eval.clustering
-  lines = [
-    f"# song2vec report: {config.name} ({split} split)",
-    "",
-    f"- run: `{workdir}`, checkpoint step {step}; seed {config.seed}"
-    + (f"; encoder weights: moving average (decay {ema})" if ema else ""),
-    f"- data: `{dataset_dir}` ({meta['source']['type']}), {meta['features']['frontend']} "
-    f"{tuple(meta['features']['shape'])}, {len(meta['labels'])} labels, "
-    f"{meta['splits']['train']['songs']} train / {meta['splits'][split]['songs']} {split} songs, "
-    f"{meta['splits'][split]['examples']} {split} segments; scored on the {split} split, {purpose}",
-    f"- embeddings: each standardised per dimension with its train-split mean and std; "
-    f"ALI = the encoder's {config.model.get('embedding', 'z')!r} embedding; "
-    f"{UNTRAINED} = the same network with this run's initial weights",
-    f"- clustering: k = number of labels; k-means ({cl.kmeans_n_init} inits) and a Gaussian mixture "
-    f"(full covariance where each cluster would have more points than dimensions and up to "
-    f"{cl.gmm_full_max_dim} dimensions, diagonal otherwise), "
-    f"each over {config.eval.seeds} seeds: mean ± std; chance = the same clusterings "
-    "scored against shuffled labels; kNN p@10 = share of same-label items among the 10 "
-    "nearest, the query's own song excluded (chance row: 1/labels); probe acc = accuracy of "
-    "a logistic regression fitted on train-split embeddings (chance row: the majority label's "
-    "share)",
-    f"- tests: {_describe_tests(tests)}",
-    *[f"- {note}" for note in notes],
-    "",
-    "## Verdict",
-    "",
-    _verdict(rows) + " Training: " + health.headline(summary),
-    "",
-    "## Training health",
-    "",
-    health.describe(summary),
-    "",
-    "## Segment level (the report's Figure 4)",
-    "",
-    tables["segment"],
-    "",
-    "## Song level (mean of a song's segments)",
-    "",
-    tables["song"],
-    "",
-    "![scores](clustering_bars.png)",
-    "",
-  ]
-  for test_name in tests:
-    lines += [f"![t-SNE {test_name}](tsne_{test_name}.png)", ""]
-  if os.path.exists(os.path.join(out, "loss_curves.png")):
-    lines += ["## Training (the report's Figure 3)", "", "![loss curves](loss_curves.png)", ""]
-  known = test.years >= 0
-  if known.any():
-    song_emb, _, songs = embed.song_means(
-      embeddings["ALI"][known], test.song_ids[known], test.labels[known]
-    )
-    year_of = dict(zip(test.song_ids[known], test.years[known], strict=True))
-    plots.pca_by_value(
-      song_emb,
-      np.array([year_of[s] for s in songs]),
-      os.path.join(out, "pca_year.png"),
-      title="ALI song embeddings, first two principal components, coloured by year",
-    )
-    lines += ["## Songs by year (the report's Figure 8)", "", "![PCA by year](pca_year.png)", ""]
-  else:
-    lines += [
-      "No song in the test split has a year, so the report's Figure 8 (a 2-D PCA of "
-      "song embeddings coloured by year) is not drawn.",
-      "",
-    ]
-  lines += [
-    "## Config",
-    "",
-    "```json",
-    config.to_json_best_effort(indent=1, sort_keys=True),
-    "```",
-    "",
-  ]
-  path = os.path.join(out, "report.md")
-  with open(path, "w") as f:
-    f.write("\n".join(lines))
-  # Last, and renamed into place: its presence means the whole report is there.
-  final = scores_path(workdir, split, on)
-  partial = final + ".incomplete"
-  with open(partial, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-  os.replace(partial, final)
-  logging.info("report: %s", path)
-  return path
-
-
-def aggregate(
-  workdirs: list[str], level: str = "segment", split: str = "test", on: str = ""
-) -> str:
-  """Mean ± std across runs (e.g. training seeds) of each run's mean scores.
-
-  Spread across training seeds is the one that matters for a claim about
-  ALI; the ± inside a single report is only over clustering seeds.
-  """
-  runs: dict[tuple, list[list[float]]] = {}
-  for workdir in workdirs:
-    for r in read_scores(workdir, split, on):
-      if r["level"] == level:
-        key = (r["test"], r["embedding"], r["algorithm"])
-        values = [float(r["v_measure_mean"]), float(r["ami_mean"])]
-        values += [float(r.get("knn_p_at_k", "nan")), float(r.get("probe_accuracy", "nan"))]
-        runs.setdefault(key, []).append(values)
-  tests = list(dict.fromkeys(k[0] for k in runs))
-  names = list(dict.fromkeys(k[1] for k in runs))
-  head = ["embedding"]
-  for t in tests:
-    head += [f"{t} {a} {m}" for a in ALGORITHMS for m in ("V", "AMI")]
-    head += [f"{t} kNN p@10", f"{t} probe acc"]
-  body = []
-  for name in names:
-    cells = [name]
-    for t in tests:
-      for a in ALGORITHMS:
-        values = np.array(runs[(t, name, a)])
-        cells += [format_mean_std(values[:, i].mean(), values[:, i].std()) for i in (0, 1)]
-      values = np.array(runs[(t, name, ALGORITHMS[0])])
-      cells += [format_mean_std(values[:, i].mean(), values[:, i].std()) for i in (2, 3)]
-    body.append(cells)
-  return (
-    f"{len(workdirs)} runs, {split} split, {level} level, mean ± std across runs\n\n"
-    + format_markdown(head, body)
-  )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -541,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   on = os.path.basename(os.path.normpath(args.dataset)) if args.dataset else ""
   if args.aggregate:
-    print(aggregate(args.aggregate, args.level, args.split, on))
+    print(report.aggregate(args.aggregate, args.level, args.split, on))
     return 0
   try:
     config = embed.load_run_config(args.workdir)
@@ -576,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     # Its own labels: the run's tests name the run's labels.
     config.eval.tests = ml_collections.ConfigDict({"all_labels": ()})
   rows = evaluate(config, args.workdir, dataset_dir, args.split, on)
-  print(markdown_table(rows, "segment"))
+  print(report.markdown_table(rows, "segment"))
   return 0
 
 

@@ -14,7 +14,7 @@ import ml_collections
 from absl import logging
 
 import data_prep
-from song2vec import embed, evaluate, input_pipeline, train
+from song2vec import embed, evaluate, input_pipeline, report, train
 
 
 class _QuietOrbax(logging_lib.Filter):
@@ -141,6 +141,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
   for split in config.eval.splits if primary else ():
     rows = evaluate.evaluate(config, workdir, dataset_dir, split)
     print(f"{split} split, segment level:")
-    print(evaluate.markdown_table(rows, "segment"))
-    print(f"report: {os.path.join(evaluate.report_dir(workdir, split), 'report.md')}")
+    print(report.markdown_table(rows, "segment"))
+    print(f"report: {os.path.join(report.report_dir(workdir, split), 'report.md')}")
   return state

@@ -25,12 +25,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from song2vec import evaluate, health
+from song2vec import embed, health, report
 from song2vec.metric_writers import read_jsonl
 
 SPLIT = "validation"  # Sweeps choose recipes: they read the validation split only.
 # Scored in every run's report beside ALI; the sweep's rows are read against them.
-REFERENCES = (evaluate.UNTRAINED, "PCA", evaluate.MFCC)  # PCA-<components>, as reported.
+REFERENCES = (embed.UNTRAINED, "PCA", embed.MFCC)  # PCA-<components>, as reported.
 FINALS = ("d_loss", "g_loss", "val_d_accuracy", "val_d_gap", "z_eff_dim", "x_recon_rel")
 
 
@@ -62,7 +62,7 @@ def run_point(point: dict, base, root: str) -> str:
   from song2vec import experiment
 
   workdir = os.path.join(root, point["name"])
-  if os.path.exists(evaluate.scores_path(workdir, SPLIT)):
+  if os.path.exists(report.scores_path(workdir, SPLIT)):
     return "skipped"
   os.makedirs(workdir, exist_ok=True)
   failed = os.path.join(workdir, "FAILED")
@@ -103,7 +103,7 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
       if os.path.exists(os.path.join(d, "FAILED")):
         row["failed"] += 1
         continue
-      if not os.path.exists(evaluate.scores_path(d, SPLIT)):
+      if not os.path.exists(report.scores_path(d, SPLIT)):
         row["not_run"] += 1  # Not started, running, or interrupted: not counted.
         continue
       row["runs"] += 1
@@ -112,7 +112,7 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
         finals[key].append(summary[key])
       for key, value in health.flags(summary).items():
         flags[key].append(value)
-      for r in evaluate.read_scores(d, SPLIT):
+      for r in report.read_scores(d, SPLIT):
         if r["level"] != "segment" or r["algorithm"] != "kmeans":
           continue
         name = r["embedding"]
@@ -153,7 +153,7 @@ def write_tables(rows: list[dict], root: str) -> str:
     finals = (r.get(f"final_{k}") for k in FINALS)
     cells += ["–" if v is None else f"{v:.3f}" for v in finals]
     cells += [r[k] for k in health.FLAGS]
-    cells += [evaluate.format_mean_std(*r[k]) if k in r else "–" for k in keys]
+    cells += [report.format_mean_std(*r[k]) if k in r else "–" for k in keys]
     body.append(cells)
   text = (
     f"ALI on the {SPLIT} split, k-means AMI and linear-probe accuracy, segment level, mean ± "
@@ -166,7 +166,7 @@ def write_tables(rows: list[dict], root: str) -> str:
     f"{health.CODES_COLLAPSED:.0%} of the prior's), D dead (|gap| < {health.D_DEAD_GAP}), D "
     f"wins (accuracy > {health.D_WINS}), D one-sided (over {health.ONE_SIDED:.0%} of pairs "
     f"called one kind). Not run: no report yet (not started, running or interrupted).\n\n"
-    + evaluate.format_markdown(head, body)
+    + report.format_markdown(head, body)
   )
   with open(os.path.join(root, "sweep.md"), "w") as f:
     f.write(text + "\n")

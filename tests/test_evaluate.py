@@ -15,7 +15,7 @@ from test_train import tiny_config
 from conftest import TINY
 from data_prep import builder
 from experiments import ali_lsgan
-from song2vec import embed, evaluate, train
+from song2vec import embed, evaluate, report, train
 
 
 def test_scores_match_scikit_learn_on_known_partitions():
@@ -93,7 +93,7 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
   assert names == {"Raw", "PCA-4", "MFCC stats", "Untrained encoder", "ALI"}
   assert {r["test"] for r in rows} == {"all_labels", "two"}
   assert {r["level"] for r in rows} == {"segment", "song"}
-  report = os.path.join(workdir, "report")
+  folder = os.path.join(workdir, "report")
   for name in (
     "report.md",
     "clustering.csv",
@@ -102,8 +102,8 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
     "tsne_two.png",
     "pca_year.png",
   ):
-    assert os.path.getsize(os.path.join(report, name)) > 0
-  text = open(os.path.join(report, "report.md")).read()
+    assert os.path.getsize(os.path.join(folder, name)) > 0
+  text = open(os.path.join(folder, "report.md")).read()
   assert "**On this data, ALI" in text and "| ALI |" in text
   assert "## Training health" in text and "effective dimension" in text
   assert all(0.0 <= r["probe_accuracy"] <= 1.0 for r in rows)
@@ -117,7 +117,7 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
   other = tmp_path / "other"
   builder.build(make_config(genre_tree, other))
   assert evaluate.main([f"--workdir={workdir}", f"--dataset={other}", "--split=test"]) == 0
-  assert os.path.exists(evaluate.scores_path(workdir, "test", on="other"))
+  assert os.path.exists(report.scores_path(workdir, "test", on="other"))
   assert "**On this data, ALI" in open(os.path.join(workdir, "report-on-other", "report.md")).read()
   finer = tmp_path / "finer"
   builder.build(make_config(genre_tree, finer, features=dataclasses.replace(TINY, n_mels=8)))
@@ -135,20 +135,20 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
   assert "not a launch.py run folder" in capsys.readouterr().err
   with open(config_json, "w") as f:
     f.write(config.to_json_best_effort())
-  combined = evaluate.aggregate([workdir, workdir])
+  combined = report.aggregate([workdir, workdir])
   assert combined.startswith("2 runs, test split, segment level")
   assert "| ALI |" in combined and "± 0.000" in combined  # Same run twice: no spread.
   # An evaluation that dies while drawing leaves no scores file, so a sweep
   # re-runs the point instead of taking it as finished.
-  os.remove(evaluate.scores_path(workdir))
+  os.remove(report.scores_path(workdir))
 
   def broken(*args, **kwargs):
     raise RuntimeError("plotting failed")
 
-  monkeypatch.setattr(evaluate.plots, "tsne_pair", broken)
+  monkeypatch.setattr(report.plots, "tsne_pair", broken)
   with pytest.raises(RuntimeError, match="plotting failed"):
     evaluate.evaluate(config, workdir, str(out))
-  assert not os.path.exists(evaluate.scores_path(workdir))
+  assert not os.path.exists(report.scores_path(workdir))
 
 
 def test_load_segments_subsamples_while_reading(genre_tree, tmp_path):
