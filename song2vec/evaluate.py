@@ -189,8 +189,9 @@ def evaluate(
   )
   rows = []
   tests, notes = usable_tests(config.eval.tests, target.label_names)
+  subsets = {name: _subset(target, labels) for name, labels in tests.items()}
   for test_name, names in tests.items():
-    idx = _subset(target, names)
+    idx = subsets[test_name]
     train_idx = _subset(train, names)
     for level in ("segment", "song"):
       for emb_name, emb in embeddings.items():
@@ -225,7 +226,6 @@ def evaluate(
             }
           )
   logging.info("evaluation of the %s split took %.1f s", split, time.perf_counter() - start)
-  subsets = {name: _subset(target, labels) for name, labels in tests.items()}
   report.write(
     config, workdir, dataset_dir, rows, embeddings, target, tests, subsets, notes, split, on
   )
