@@ -71,7 +71,10 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.model.compute_dtype = "auto"
   # The field's remedies, each off here because it would change the report's
   # recipe (experiments/song2vec.py turns on the ones chosen on validation):
-  config.model.encoder_readout = "flatten"  # Report; "pool": mean+std over time (as MFCC stats).
+  # Report: "flatten"; "pool": mean+std over time of the last conv's features
+  # (as MFCC stats pool); "multilevel": the same for every conv, concatenated
+  # (Lee & Nam 2017's multi-level aggregation; x-vectors' statistics pooling).
+  config.model.encoder_readout = "flatten"
   config.model.embedding = "z"  # Report: G_z(x); "features": BigBiGAN's pre-z readout.
   config.model.d_arch = "report"  # "ali": Dumoulin et al.'s D (embed x and z, 2-layer joint MLP).
   config.model.d_spectral_norm = False  # Miyato et al. 2018 on every D layer.

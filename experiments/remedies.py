@@ -13,7 +13,7 @@ recipe of experiments/song2vec.py was chosen.
 
 Points: the report's recipe; each remedy added to it alone; then the
 combinations that healthy diagnostics suggested (see docs/remedies_cpu.md).
-The whole sweep is 16 points x 3 seeds x 2 dev sets, about 9 minutes a run on
+The whole sweep is 17 points x 3 seeds x 2 dev sets, about 9 minutes a run on
 2 CPU cores (some 15 hours): docs/remedies_cpu.md says which points have run.
 """
 
@@ -39,6 +39,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
 # Each remedy as overrides of the report's recipe, with its source.
 REMEDIES = {
   "pool_readout": {"model.encoder_readout": "pool"},  # Time-pooled stats (as MFCC stats).
+  # Every layer's time-pooled stats (Lee & Nam 2017's multi-level aggregation).
+  "multilevel_readout": {"model.encoder_readout": "multilevel"},
   "g1": {"train.g_steps_per_d_step": 1},  # ALI paper: one D update per E+G update.
   "unary": {"model.d_unary_scores": True, "loss.unary_weight": 1.0},  # BigBiGAN.
   "ali_d": {"model.d_arch": "ali"},  # Dumoulin et al.'s discriminator shape.

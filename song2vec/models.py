@@ -3,9 +3,10 @@
 - `Encoder` G_z: spectrogram x [B, F, T] -> z [B, z_dim] (deterministic, as in
   the report), or (mu, log_sigma) when `stochastic` (the ALI paper's
   reparameterised encoder; sampling happens in the train step). Its readout
-  either flattens the last convolution's features (the report's shape) or
+  either flattens the last convolution's features (the report's shape), or
   pools them over time (mean and std per frequency row and channel), so that
-  z does not depend on where in the song a segment starts. With
+  z does not depend on where in the song a segment starts, or pools every
+  convolution's features over time and concatenates them ("multilevel"). With
   `features=True` it also returns the vector the readout maps to z, BigBiGAN's
   alternative embedding.
 - `Decoder` G_x: z -> x [B, F, T].
@@ -32,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-READOUTS = ("flatten", "pool")
+READOUTS = ("flatten", "pool", "multilevel")
 D_ARCHS = ("report", "ali")
 
 
@@ -84,11 +85,16 @@ class Encoder(nn.Module):
   def __call__(self, x: jax.Array, *, features: bool = False):
     h = x[..., None].astype(self.dtype)
     k = (self.kernel, self.kernel)
+    pooled = []  # Each layer's statistics over time, for the multilevel readout.
     for c in self.channels:
       h = nn.Conv(c, k, strides=(2, 2), padding="SAME", use_bias=False, dtype=self.dtype)(h)
       h = _act(_norm(c, self.norm_groups, self.dtype)(h), self.negative_slope)
+      if self.readout == "multilevel":
+        pooled.append(time_pool(h.astype(jnp.float32)))
     if self.readout == "pool":
       h = time_pool(h.astype(jnp.float32)).astype(self.dtype)
+    elif self.readout == "multilevel":
+      h = jnp.concatenate(pooled, axis=-1).astype(self.dtype)
     elif self.readout == "flatten":
       h = h.reshape((h.shape[0], -1))
     else:

@@ -71,8 +71,14 @@ def test_spectral_norm_makes_d_blind_to_the_scale_of_its_kernels():
   assert not np.allclose(scores(False, 10.0), scores(False, 1.0), rtol=1e-2)
 
 
-def test_pooled_readout_ignores_where_a_segment_starts():
-  encoder = models.Encoder(z_dim=6, channels=(4, 8), readout="pool")
+@pytest.mark.parametrize(
+  "readout, feature_dim",
+  # (F after each layer) x channels x {mean, std}: pool the last layer's only,
+  # multilevel each layer's (8 x 4 x 2 + 4 x 8 x 2).
+  [("pool", 4 * 8 * 2), ("multilevel", 8 * 4 * 2 + 4 * 8 * 2)],
+)
+def test_pooled_readouts_ignore_where_a_segment_starts(readout, feature_dim):
+  encoder = models.Encoder(z_dim=6, channels=(4, 8), readout=readout)
   x = jax.random.normal(jax.random.key(0), (2, 16, 32))
   params = encoder.init(jax.random.key(1), x)
   # Rolling by a multiple of the total stride (4) permutes the pooled frames
@@ -81,12 +87,32 @@ def test_pooled_readout_ignores_where_a_segment_starts():
   rolled = jnp.roll(x, 8, axis=2)
   z, features = encoder.apply(params, x, features=True)
   z_rolled = encoder.apply(params, rolled)
-  assert features.shape == (2, 4 * 8 * 2)  # (F after 2 layers) x channels x {mean, std}.
+  assert features.shape == (2, feature_dim)
   flat = models.Encoder(z_dim=6, channels=(4, 8), readout="flatten")
   flat_params = flat.init(jax.random.key(1), x)
   flat_change = jnp.abs(flat.apply(flat_params, x) - flat.apply(flat_params, rolled)).mean()
   pool_change = jnp.abs(z - z_rolled).mean()
   assert pool_change < 0.3 * flat_change
+
+
+def test_multilevel_readout_adds_the_earlier_layers_statistics_to_pools():
+  x = jax.random.normal(jax.random.key(0), (2, 16, 32))
+  multi = models.Encoder(z_dim=6, channels=(4, 8), readout="multilevel")
+  params = multi.init(jax.random.key(1), x)
+  (_, features), state = multi.apply(
+    params, x, features=True, capture_intermediates=True, mutable=["intermediates"]
+  )
+  # The same convolutions under the last-layer readout (only z's map differs).
+  pool = models.Encoder(z_dim=6, channels=(4, 8), readout="pool")
+  pool_params = pool.init(jax.random.key(1), x)
+  pool_params["params"] = {**params["params"], "z": pool_params["params"]["z"]}
+  _, last = pool.apply(pool_params, x, features=True)
+  np.testing.assert_allclose(features[:, -last.shape[1] :], last, rtol=1e-5, atol=1e-6)
+  # The first layer's part: mean and std over time of its activations (8 rows x 4 channels).
+  normed = state["intermediates"]["GroupNorm_0"]["__call__"][0]
+  first = models.time_pool(jax.nn.leaky_relu(normed, multi.negative_slope))
+  assert first.shape == (2, 8 * 4 * 2)
+  np.testing.assert_allclose(features[:, : first.shape[1]], first, rtol=1e-5, atol=1e-6)
 
 
 def test_init_variables_are_a_function_of_the_seed():
