@@ -85,16 +85,15 @@ class Encoder(nn.Module):
   def __call__(self, x: jax.Array, *, features: bool = False):
     h = x[..., None].astype(self.dtype)
     k = (self.kernel, self.kernel)
-    pooled = []  # Each layer's statistics over time, for the multilevel readout.
+    layers = []  # Each convolution's activations.
     for c in self.channels:
       h = nn.Conv(c, k, strides=(2, 2), padding="SAME", use_bias=False, dtype=self.dtype)(h)
       h = _act(_norm(c, self.norm_groups, self.dtype)(h), self.negative_slope)
-      if self.readout == "multilevel":
-        pooled.append(time_pool(h.astype(jnp.float32)))
-    if self.readout == "pool":
-      h = time_pool(h.astype(jnp.float32)).astype(self.dtype)
-    elif self.readout == "multilevel":
-      h = jnp.concatenate(pooled, axis=-1).astype(self.dtype)
+      layers.append(h)
+    if self.readout in ("pool", "multilevel"):
+      pooled = layers[-1:] if self.readout == "pool" else layers
+      stats = [time_pool(a.astype(jnp.float32)) for a in pooled]
+      h = jnp.concatenate(stats, axis=-1).astype(self.dtype)
     elif self.readout == "flatten":
       h = h.reshape((h.shape[0], -1))
     else:
