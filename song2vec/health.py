@@ -11,7 +11,10 @@ over the last part of training, and name the ways ALI fails:
 - D wins: D tells every pair apart (accuracy above 0.99), the generators'
   gradients vanish;
 - D one-sided: D calls over 99 % of all pairs the same kind (the report's
-  first failure), which accuracy alone hides at 0.5.
+  first failure), which accuracy alone hides at 0.5;
+- no inversion: x reconstructs through G_x(G_z(x)) no better than from
+  another segment's code (within 5 %), so G_x ignores its code and E and G_x
+  do not invert each other, however spread the codes are.
 
 Reports and the sweep table read these; one place holds the thresholds.
 """
@@ -27,6 +30,7 @@ CODES_COLLAPSED = 0.25  # E(x)'s effective dimension below this share of the pri
 D_DEAD_GAP = 0.05  # |D's output gap| below this share of its target gap.
 D_WINS = 0.99  # D's accuracy above this.
 ONE_SIDED = 0.99  # D calls more than this share of all pairs one kind.
+NO_INVERSION = 0.95  # x's own-code reconstruction above this share of another code's.
 
 DIAGNOSTICS = (
   "z_mean_norm",
@@ -34,12 +38,13 @@ DIAGNOSTICS = (
   "z_eff_dim",
   "z_eff_dim_prior",
   "x_recon_rel",
+  "x_recon_other_rel",
   "z_recon_rel",
   "val_d_accuracy",
   "val_d_gap",
   "val_d_calls_dec",
 )
-FLAGS = ("codes_collapsed", "d_dead", "d_wins", "d_one_sided")
+FLAGS = ("codes_collapsed", "d_dead", "d_wins", "d_one_sided", "no_inversion")
 
 
 def tail_mean(records: list[dict], key: str, tail: float = TAIL) -> float:
@@ -72,6 +77,11 @@ def flags(summary: dict[str, float]) -> dict[str, bool | None]:
     "d_dead": abs(summary["val_d_gap"]) < D_DEAD_GAP if known("val_d_gap") else None,
     "d_wins": summary["val_d_accuracy"] > D_WINS if known("val_d_accuracy") else None,
     "d_one_sided": max(calls, 1 - calls) > ONE_SIDED if known("val_d_calls_dec") else None,
+    "no_inversion": (
+      summary["x_recon_rel"] > NO_INVERSION * summary["x_recon_other_rel"]
+      if known("x_recon_rel", "x_recon_other_rel")
+      else None
+    ),
   }
 
 
@@ -85,6 +95,8 @@ def headline(summary: dict[str, float]) -> str:
     "d_dead": "D is dead (it tells the pair kinds apart no better than a constant)",
     "d_wins": "D wins outright",
     "d_one_sided": "D calls almost every pair the same kind",
+    "no_inversion": "G_x ignores its code (x reconstructs no better from its own code than "
+    "from another segment's)",
   }
   failed = [words[name] for name, v in f.items() if v]
   if failed:
@@ -101,7 +113,8 @@ def describe(summary: dict[str, float]) -> str:
   facts = (
     f"codes E(x): effective dimension {s['z_eff_dim']:.1f} (prior on as many samples: "
     f"{s['z_eff_dim_prior']:.1f}), per-dimension std {s['z_std']:.2f} (prior 1), mean norm "
-    f"{s['z_mean_norm']:.2f} (prior 0); reconstruction of x {s['x_recon_rel']:.2f} and of z "
+    f"{s['z_mean_norm']:.2f} (prior 0); reconstruction of x {s['x_recon_rel']:.2f} (from "
+    f"another segment's code {s.get('x_recon_other_rel', float('nan')):.2f}) and of z "
     f"{s['z_recon_rel']:.2f} relative to the trivial predictor (1 = no better); D on "
     f"held-out pairs: accuracy {s['val_d_accuracy']:.2f} at its targets' midpoint, output gap "
     f"{s['val_d_gap']:.2f} of its target gap"

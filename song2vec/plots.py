@@ -88,6 +88,7 @@ def loss_curves(records: list[dict], path: str, title: str = "ALI training") -> 
     records,
     [
       ("x_recon_rel", "x: G_x(G_z(x)) vs batch mean", "-"),
+      ("x_recon_other_rel", "x from another segment's code", ":"),
       ("z_recon_rel", "z: G_z(G_x(z)) vs 0", "-"),
     ],
     ylabel="relative squared error",

@@ -299,7 +299,9 @@ def diagnostics(setup: Setup, state: TrainState, x: jax.Array, key: jax.Array) -
   (prior 1), effective dimension (and the prior's on as many samples, its
   reference); reconstructions relative to trivial predictors: x through
   G_x(G_z(x)) against predicting the batch mean (1 = no better), z through
-  G_z(G_x(z)) against predicting 0; D's accuracy and output gap at the
+  G_z(G_x(z)) against predicting 0, and x again from another segment's code
+  (the batch's codes rolled by one: equal to x's own when G_x ignores its
+  code, as a decoder that has collapsed to one output does); D's accuracy and output gap at the
   midpoint of its targets, on instance-noised inputs as in training, without
   dropout. Nothing here changes the state.
   """
@@ -309,6 +311,7 @@ def diagnostics(setup: Setup, state: TrainState, x: jax.Array, key: jax.Array) -
   z = _code(setup, enc.apply(state.g_params["encoder"], x))
   z_prior = jax.random.normal(k_prior, z.shape)
   x_rec = dec.apply(state.g_params["decoder"], z)
+  x_other = dec.apply(state.g_params["decoder"], jnp.roll(z, 1, axis=0))
   x_dec = dec.apply(state.g_params["decoder"], z_prior)
   z_rec = _code(setup, enc.apply(state.g_params["encoder"], x_dec))
   variables = {**state.d_params, **state.d_stats}
@@ -325,6 +328,7 @@ def diagnostics(setup: Setup, state: TrainState, x: jax.Array, key: jax.Array) -
     "z_eff_dim": effective_dimension(z),
     "z_eff_dim_prior": effective_dimension(z_prior),
     "x_recon_rel": jnp.mean(jnp.square(x - x_rec)) / jnp.mean(jnp.square(x_centred)),
+    "x_recon_other_rel": jnp.mean(jnp.square(x - x_other)) / jnp.mean(jnp.square(x_centred)),
     "z_recon_rel": jnp.mean(jnp.square(z_prior - z_rec)) / jnp.mean(jnp.square(z_prior)),
     "val_d_accuracy": decision["d_accuracy"],
     "val_d_gap": decision["d_gap"],

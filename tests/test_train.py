@@ -247,7 +247,7 @@ def test_effective_dimension_by_hand():
   assert float(train.effective_dimension(line)) == pytest.approx(1.0, rel=1e-3)
 
 
-def test_diagnostics_flag_collapsed_codes_and_a_dead_discriminator():
+def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion():
   config = tiny_config()
   setup = train.make_setup(config, SHAPE)
   state = train.init_state(setup, SHAPE, seed=0)
@@ -272,6 +272,12 @@ def test_diagnostics_flag_collapsed_codes_and_a_dead_discriminator():
   flags = health.flags(summary)
   assert flags["codes_collapsed"] and flags["d_dead"] and not flags["d_wins"]
   assert "the codes collapsed" in health.describe(summary)
+  # One code for every segment: G_x cannot tell them apart, so x reconstructs
+  # exactly as well from another segment's code, and the flag says so.
+  assert float(dead["x_recon_other_rel"]) == float(dead["x_recon_rel"])
+  assert flags["no_inversion"] and "G_x ignores its code" in health.describe(summary)
+  # A decoder that reconstructs from its own code far better than from another's inverts E.
+  assert not health.flags({**summary, "x_recon_rel": 0.6, "x_recon_other_rel": 1.6})["no_inversion"]
 
 
 @pytest.mark.parametrize(
