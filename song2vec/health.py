@@ -110,11 +110,12 @@ def describe(summary: dict[str, float]) -> str:
   if all(v is None for v in flags(summary).values()):  # Nothing logged: no numbers.
     return head
   s = summary
+  other = s.get("x_recon_other_rel", float("nan"))  # Not logged before stop 19.
+  other = f" (from another segment's code {other:.2f})" if math.isfinite(other) else ""
   facts = (
     f"codes E(x): effective dimension {s['z_eff_dim']:.1f} (prior on as many samples: "
     f"{s['z_eff_dim_prior']:.1f}), per-dimension std {s['z_std']:.2f} (prior 1), mean norm "
-    f"{s['z_mean_norm']:.2f} (prior 0); reconstruction of x {s['x_recon_rel']:.2f} (from "
-    f"another segment's code {s.get('x_recon_other_rel', float('nan')):.2f}) and of z "
+    f"{s['z_mean_norm']:.2f} (prior 0); reconstruction of x {s['x_recon_rel']:.2f}{other} and of z "
     f"{s['z_recon_rel']:.2f} relative to the trivial predictor (1 = no better); D on "
     f"held-out pairs: accuracy {s['val_d_accuracy']:.2f} at its targets' midpoint, output gap "
     f"{s['val_d_gap']:.2f} of its target gap"
