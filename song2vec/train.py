@@ -321,14 +321,14 @@ def diagnostics(setup: Setup, state: TrainState, x: jax.Array, key: jax.Array) -
   if loss.objective == "sigmoid":
     s_enc, s_dec = jax.nn.sigmoid(s_enc), jax.nn.sigmoid(s_dec)
   decision = losses.decision_metrics(s_enc, s_dec, target_mean(loss))
-  x_centred = x - jnp.mean(x, axis=0)
+  x_var = jnp.mean(jnp.square(x - jnp.mean(x, axis=0)))  # The batch-mean predictor's error.
   return {
     "z_mean_norm": jnp.linalg.norm(jnp.mean(z, axis=0)),
     "z_std": jnp.mean(jnp.std(z, axis=0)),
     "z_eff_dim": effective_dimension(z),
     "z_eff_dim_prior": effective_dimension(z_prior),
-    "x_recon_rel": jnp.mean(jnp.square(x - x_rec)) / jnp.mean(jnp.square(x_centred)),
-    "x_recon_other_rel": jnp.mean(jnp.square(x - x_other)) / jnp.mean(jnp.square(x_centred)),
+    "x_recon_rel": jnp.mean(jnp.square(x - x_rec)) / x_var,
+    "x_recon_other_rel": jnp.mean(jnp.square(x - x_other)) / x_var,
     "z_recon_rel": jnp.mean(jnp.square(z_prior - z_rec)) / jnp.mean(jnp.square(z_prior)),
     "val_d_accuracy": decision["d_accuracy"],
     "val_d_gap": decision["d_gap"],
