@@ -79,6 +79,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.model.d_arch = "report"  # "ali": Dumoulin et al.'s D (embed x and z, 2-layer joint MLP).
   config.model.d_spectral_norm = False  # Miyato et al. 2018 on every D layer.
   config.model.d_unary_scores = False  # BigBiGAN (Donahue & Simonyan 2019): s_x, s_z beside s_xz.
+  # ProGAN (Karras et al. 2018): D sees the minibatch std of its x and z
+  # features, in groups of this size (the reference code's 4); 0: off.
+  config.model.d_minibatch_std_group = 0
 
   # Objective and the report's stabilisers.
   config.loss = ml_collections.ConfigDict()

@@ -13,8 +13,8 @@ recipe of experiments/song2vec.py was chosen.
 
 Points: the report's recipe; each remedy added to it alone; then the
 combinations that healthy diagnostics suggested (see docs/remedies_cpu.md).
-The whole sweep is 17 points x 3 seeds x 2 dev sets, about 9 minutes a run on
-2 CPU cores (some 15 hours): docs/remedies_cpu.md says which points have run.
+The whole sweep is 18 points x 3 seeds x 2 dev sets, about 9 minutes a run on
+2 CPU cores (some 16 hours): docs/remedies_cpu.md says which points have run.
 """
 
 import ml_collections
@@ -52,6 +52,7 @@ REMEDIES = {
   "slow_eg": {"train.g_learning_rate": 2e-5},  # TTUR (Heusel et al. 2017): E+G 10x slower.
   "stochastic": {"model.stochastic_encoder": True},  # ALI paper: reparameterised G_z.
   "prior_mmd": {"loss.prior_mmd_weight": 10.0},  # WAE-MMD (Tolstikhin et al. 2018), their lambda.
+  "minibatch_std": {"model.d_minibatch_std_group": 4},  # ProGAN (Karras et al. 2018).
 }
 
 

@@ -14,7 +14,10 @@
   x-branch, an MLP z-branch, one joint layer. `arch="ali"`: the ALI paper's
   shape, x and z each embedded to the same width, a two-layer joint MLP,
   dropout on every layer's input. Optionally spectral normalisation on every
-  layer, and BigBiGAN's unary scores s_x(x) and s_z(z) beside the joint score.
+  layer, BigBiGAN's unary scores s_x(x) and s_z(z) beside the joint score, and
+  ProGAN's minibatch standard deviation of the x and z features as two more
+  inputs to the joint layer (a decoder or encoder that puts out one point for
+  every input then shows as a spread near 0).
 
 Any (F, T) works: stride-2 'SAME' convolutions round up (257 -> 129 -> 65 ...),
 and the decoder upsamples to exactly the encoder's recorded shapes (resize then
@@ -48,6 +51,30 @@ def feature_shapes(shape: tuple[int, int], num_layers: int) -> list[tuple[int, i
 
 def _act(h: jax.Array, negative_slope: float) -> jax.Array:
   return nn.leaky_relu(h, negative_slope)
+
+
+def minibatch_std(h: jax.Array, group_size: int) -> jax.Array:
+  """ProGAN's minibatch standard deviation (Karras et al. 2018), one feature per example.
+
+  The batch is split into groups of `group_size` (example i with i + B/G, ...,
+  as in the reference code); each feature's std over its group, averaged over
+  the features, is given to every member of the group. Under pmap the groups
+  are formed within each device's share of the batch.
+
+  Args:
+    h: [B, ...] features; B must be a multiple of `group_size`.
+    group_size: examples per group (at most B).
+
+  Returns:
+    [B, 1] float32.
+  """
+  b = h.shape[0]
+  g = min(group_size, b)
+  if b % g:
+    raise ValueError(f"minibatch std: batch of {b} is not a multiple of group size {g}")
+  y = h.astype(jnp.float32).reshape((g, b // g, -1))
+  spread = jnp.mean(jnp.sqrt(jnp.var(y, axis=0) + 1e-8), axis=-1)  # [B/G]
+  return jnp.tile(spread, g)[:, None]
 
 
 def _norm(channels: int, groups: int, dtype=jnp.float32) -> nn.Module:
@@ -146,6 +173,7 @@ class Discriminator(nn.Module):
   unary: bool = False  # BigBiGAN's s_x and s_z beside the joint score.
   kernel: int = 4
   z_layers: int = 2  # Dense layers of the z branch.
+  minibatch_std_group: int = 0  # ProGAN's minibatch std of x's and z's features; 0: off.
   negative_slope: float = 0.2
   dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
 
@@ -181,7 +209,10 @@ class Discriminator(nn.Module):
     hz = z.astype(self.dtype)
     for _ in range(self.z_layers):
       hz = post(act(layer(dense(self.hidden), pre(hz))))
-    h = jnp.concatenate([hx, hz], axis=-1)
+    joint = [hx, hz]
+    if self.minibatch_std_group:
+      joint += [minibatch_std(f, self.minibatch_std_group).astype(self.dtype) for f in (hx, hz)]
+    h = jnp.concatenate(joint, axis=-1)
     for _ in range(2 if ali else 1):
       h = post(act(layer(dense(2 * self.hidden), pre(h))))
     scores = {"xz": layer(dense(1, name="out"), pre(h))[:, 0]}
@@ -234,6 +265,7 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     unary=model_config.d_unary_scores,
     kernel=model_config.conv_kernel,
     z_layers=model_config.d_z_layers,
+    minibatch_std_group=model_config.get("d_minibatch_std_group", 0),
     negative_slope=model_config.negative_slope,
     dtype=dtype,
   )

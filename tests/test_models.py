@@ -132,6 +132,34 @@ def test_stochastic_encoder_returns_mean_and_log_sigma():
   assert mu.shape == log_sigma.shape == (3, 8)
 
 
+def test_minibatch_std_reads_each_groups_spread():
+  rng = np.random.default_rng(0)
+  h = rng.standard_normal((8, 6, 5)).astype(np.float32)
+  h[::2] = h[0]  # Group 0 (examples 0, 2, 4, 6 with groups of 4) is one point.
+  spread = np.asarray(models.minibatch_std(jnp.asarray(h), 4))[:, 0]
+  assert spread.shape == (8,)
+  np.testing.assert_allclose(spread[::2], 1e-4, rtol=1e-3)  # sqrt(1e-8): collapsed.
+  assert np.all(spread[1::2] > 0.5) and np.ptp(spread[1::2]) == 0  # One value per group.
+  with pytest.raises(ValueError, match="multiple of group size 4"):
+    models.minibatch_std(jnp.ones((6, 3)), 4)
+
+
+def test_minibatch_std_lets_d_score_a_pair_by_its_group():
+  d = models.Discriminator(channels=(4,), hidden=8, dropout=0.0, minibatch_std_group=2)
+  rng = np.random.default_rng(0)
+  x, z = jnp.asarray(rng.standard_normal((4, 8, 8))), jnp.ones((4, 3))
+  params = d.init(jax.random.key(0), x, z, train=False)
+  base = d.apply(params, x, z, train=False)["xz"]
+  # Groups of 2 pair example 0 with 2 and 1 with 3: changing example 2 moves
+  # example 0's score, not example 1's.
+  moved = d.apply(params, x.at[2].set(x[0]), z, train=False)["xz"]
+  assert not np.isclose(moved[0], base[0]) and np.isclose(moved[1], base[1])
+  without = models.Discriminator(channels=(4,), hidden=8, dropout=0.0)
+  alone = without.init(jax.random.key(0), x, z, train=False)
+  alone_moved = without.apply(alone, x.at[2].set(x[0]), z, train=False)["xz"]
+  assert np.isclose(alone_moved[0], without.apply(alone, x, z, train=False)["xz"][0])
+
+
 def test_discriminator_dropout_only_in_training():
   d = models.Discriminator(channels=(4,), hidden=8, dropout=0.5)
   x, z = jnp.ones((2, 8, 8)), jnp.ones((2, 3))
@@ -156,6 +184,8 @@ def test_the_configs_architecture_numbers_reach_the_networks():
   assert variables["decoder"]["params"]["out"]["kernel"].shape[:2] == (1, 1)
   assert variables["discriminator"]["params"]["Conv_0"]["kernel"].shape[:2] == (5, 5)
   d_dense = [k for k in variables["discriminator"]["params"] if k.startswith("Dense_")]
+  config.model.d_minibatch_std_group = 4
+  assert models.make_models(config.model, (16, 16))[2].minibatch_std_group == 4
   config.model.d_z_layers = 2
   fewer = jax.eval_shape(lambda: models.init_variables(config.model, (16, 16), seed=0))
   assert len(d_dense) == 1 + len([k for k in fewer["discriminator"]["params"] if "Dense_" in k])
