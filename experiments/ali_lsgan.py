@@ -122,6 +122,7 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # ~0 and the codes collapsed onto 1-2 directions.
   config.train.g_learning_rate = 2e-5
   config.train.d_learning_rate = 2e-4  # Ours; separate from E+G's (TTUR, Heusel et al. 2017).
+  config.train.decoder_learning_rate = 0.0  # Ours: G_x's own rate; 0: g_learning_rate.
   # Ours: EMA of the encoder's weights for embedding, its decay warmed up as
   # TensorFlow's ExponentialMovingAverage does, min(decay, (1 + step) / (10 + step)); 0: off.
   config.train.ema_decay = 0.0

@@ -77,11 +77,23 @@ def make_setup(config: ml_collections.ConfigDict, shape: tuple[int, int]) -> Set
     encoder=encoder,
     decoder=decoder,
     discriminator=discriminator,
-    g_opt=optax.adam(t.g_learning_rate, b1=t.adam_b1, b2=t.adam_b2),
+    g_opt=g_optimizer(t),
     d_opt=optax.adam(t.d_learning_rate, b1=t.adam_b1, b2=t.adam_b2),
     loss=config.loss,
     model=config.model,
     ema_decay=t.ema_decay,
+  )
+
+
+def g_optimizer(t: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam for E+G; the decoder at its own rate when `decoder_learning_rate` is set."""
+  adam = functools.partial(optax.adam, b1=t.adam_b1, b2=t.adam_b2)
+  decoder_lr = t.get("decoder_learning_rate", 0.0)
+  if not decoder_lr:
+    return adam(t.g_learning_rate)
+  return optax.multi_transform(
+    {"encoder": adam(t.g_learning_rate), "decoder": adam(decoder_lr)},
+    {"encoder": "encoder", "decoder": "decoder"},
   )
 
 

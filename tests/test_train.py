@@ -323,6 +323,26 @@ def test_remedies_train_on_one_and_four_devices_alike(model, loss):
     assert any(jax.tree.leaves(moved))
 
 
+def test_the_decoder_can_learn_at_its_own_rate():
+  params = jax.eval_shape(lambda: models.init_variables(tiny_config().model, SHAPE, seed=0))
+  g_params = {net: jax.tree.map(jnp.zeros_like, params[net]) for net in ("encoder", "decoder")}
+  grads = jax.tree.map(jnp.ones_like, g_params)
+
+  def first_step(**rates):  # Adam's first step moves each weight by its learning rate.
+    opt = train.make_setup(tiny_config(**rates), SHAPE).g_opt
+    updates, _ = opt.update(grads, opt.init(g_params), g_params)
+    return {
+      net: np.concatenate([np.ravel(u) for u in jax.tree.leaves(updates[net])]) for net in updates
+    }
+
+  same = first_step(g_learning_rate=1e-3)
+  np.testing.assert_allclose(same["encoder"], -1e-3, rtol=1e-3)
+  np.testing.assert_allclose(same["decoder"], -1e-3, rtol=1e-3)
+  split = first_step(g_learning_rate=1e-3, decoder_learning_rate=1e-2)
+  np.testing.assert_allclose(split["encoder"], -1e-3, rtol=1e-3)
+  np.testing.assert_allclose(split["decoder"], -1e-2, rtol=1e-3)
+
+
 def test_encoder_moving_average_follows_the_encoder():
   config = tiny_config(ema_decay=0.5)
   setup = train.make_setup(config, SHAPE)
