@@ -11,6 +11,17 @@ os.environ["XLA_FLAGS"] = (
   os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 ).strip()
 
+# One persistent XLA compilation cache for the test session, shared by the
+# xdist workers and the subprocesses the tests start (they inherit the
+# environment). The tests build the same tiny train steps many times, each
+# `compile_steps` a new jit, and on CPU compiling is most of their time. It is
+# a cache only: executables are the same, a torn entry is recompiled with a
+# warning. It starts empty in a fresh clone (.pytest_cache is git-ignored).
+os.environ.setdefault(
+  "JAX_COMPILATION_CACHE_DIR",
+  os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "jax"),
+)
+
 import numpy as np
 import pytest
 import soundfile as sf
