@@ -56,22 +56,23 @@ def _act(h: jax.Array, negative_slope: float) -> jax.Array:
 def minibatch_std(h: jax.Array, group_size: int) -> jax.Array:
   """ProGAN's minibatch standard deviation (Karras et al. 2018), one feature per example.
 
-  The batch is split into groups of `group_size` (example i with i + B/G, ...,
+  The batch is split into groups of G examples (example i with i + B/G, ...,
   as in the reference code); each feature's std over its group, averaged over
-  the features, is given to every member of the group. Under pmap the groups
-  are formed within each device's share of the batch.
+  the features, is given to every member of the group. G is `group_size`, or
+  the largest divisor of B below it when B is not a multiple (the reference
+  code requires one; the diagnostics' held-out batch can be any size, e.g.
+  250 segments -> groups of 2). Under pmap the groups are formed within each
+  device's share of the batch.
 
   Args:
-    h: [B, ...] features; B must be a multiple of `group_size`.
-    group_size: examples per group (at most B).
+    h: [B, ...] features.
+    group_size: examples per group at most.
 
   Returns:
     [B, 1] float32.
   """
   b = h.shape[0]
-  g = min(group_size, b)
-  if b % g:
-    raise ValueError(f"minibatch std: batch of {b} is not a multiple of group size {g}")
+  g = max(d for d in range(1, min(group_size, b) + 1) if b % d == 0)
   y = h.astype(jnp.float32).reshape((g, b // g, -1))
   spread = jnp.mean(jnp.sqrt(jnp.var(y, axis=0) + 1e-8), axis=-1)  # [B/G]
   return jnp.tile(spread, g)[:, None]
