@@ -323,7 +323,9 @@ def diagnostics(setup: Setup, state: TrainState, x: jax.Array, key: jax.Array) -
   z = _code(setup, enc.apply(state.g_params["encoder"], x))
   z_prior = jax.random.normal(k_prior, z.shape)
   x_rec = dec.apply(state.g_params["decoder"], z)
-  x_other = dec.apply(state.g_params["decoder"], jnp.roll(z, 1, axis=0))
+  # G_x(roll(z)) without a second pass: G_x maps each code on its own (its
+  # GroupNorm has no batch statistics), so it equals roll(G_x(z)).
+  x_other = jnp.roll(x_rec, 1, axis=0)
   x_dec = dec.apply(state.g_params["decoder"], z_prior)
   z_rec = _code(setup, enc.apply(state.g_params["encoder"], x_dec))
   variables = {**state.d_params, **state.d_stats}

@@ -132,6 +132,19 @@ def test_stochastic_encoder_returns_mean_and_log_sigma():
   assert mu.shape == log_sigma.shape == (3, 8)
 
 
+def test_decoder_maps_each_code_on_its_own():
+  """train.diagnostics decodes another segment's code as roll(G_x(z)), which needs this."""
+  decoder = models.Decoder(shape=(16, 12), channels=(8, 4))
+  z = jnp.asarray(np.random.default_rng(0).standard_normal((5, 3)), jnp.float32)
+  params = decoder.init(jax.random.key(0), z)
+  np.testing.assert_allclose(
+    decoder.apply(params, jnp.roll(z, 1, axis=0)),
+    jnp.roll(decoder.apply(params, z), 1, axis=0),
+    rtol=1e-6,
+    atol=1e-6,
+  )
+
+
 def test_minibatch_std_reads_each_groups_spread():
   rng = np.random.default_rng(0)
   h = rng.standard_normal((8, 6, 5)).astype(np.float32)
