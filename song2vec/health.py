@@ -21,6 +21,7 @@ Reports and the sweep table read these; one place holds the thresholds.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -61,12 +62,14 @@ def summarize(records: list[dict]) -> dict[str, float]:
   return {k: tail_mean(records, k) for k in keys}
 
 
+def _known(summary: dict[str, float], *keys: str) -> bool:
+  """Whether every key was logged (older runs lack some diagnostics, or all)."""
+  return all(math.isfinite(summary.get(k, float("nan"))) for k in keys)
+
+
 def flags(summary: dict[str, float]) -> dict[str, bool | None]:
   """Each failure flag from a summary; None where its diagnostics were not logged."""
-
-  def known(*keys):
-    return all(math.isfinite(summary.get(k, float("nan"))) for k in keys)
-
+  known = functools.partial(_known, summary)
   calls = summary.get("val_d_calls_dec", float("nan"))
   return {
     "codes_collapsed": (
@@ -110,8 +113,11 @@ def describe(summary: dict[str, float]) -> str:
   if all(v is None for v in flags(summary).values()):  # Nothing logged: no numbers.
     return head
   s = summary
-  other = s.get("x_recon_other_rel", float("nan"))  # Not logged before stop 19.
-  other = f" (from another segment's code {other:.2f})" if math.isfinite(other) else ""
+  other = (  # Not logged before stop 19.
+    f" (from another segment's code {s['x_recon_other_rel']:.2f})"
+    if _known(s, "x_recon_other_rel")
+    else ""
+  )
   facts = (
     f"codes E(x): effective dimension {s['z_eff_dim']:.1f} (prior on as many samples: "
     f"{s['z_eff_dim_prior']:.1f}), per-dimension std {s['z_std']:.2f} (prior 1), mean norm "

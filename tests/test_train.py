@@ -278,6 +278,11 @@ def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion(
   assert flags["no_inversion"] and "G_x ignores its code" in health.describe(summary)
   # A decoder that reconstructs from its own code far better than from another's inverts E.
   assert not health.flags({**summary, "x_recon_rel": 0.6, "x_recon_other_rel": 1.6})["no_inversion"]
+  # A run from before the other-code number was logged: no flag, no number, no "nan".
+  older = {k: v for k, v in summary.items() if k != "x_recon_other_rel"}
+  assert health.flags(older)["no_inversion"] is None
+  assert "another segment's code" not in health.describe(older)
+  assert "nan" not in health.describe(older)
 
 
 @pytest.mark.parametrize(
