@@ -8,7 +8,9 @@ test in `config.eval.tests`, cluster into k = number of labels with k-means
 and a Gaussian mixture over several seeds and score V-measure, AMI, NMI and
 ARI (mean ± std), at segment and at song level, beside chance (the same
 clusterings scored against shuffled labels); plus kNN retrieval precision@10
-(same label, never counting the query's own song) and a linear probe.
+(same label, never counting the query's own song), a linear probe, and the
+shares of each embedding's variance between labels, between songs and within
+songs.
 `song2vec.report` then writes `workdir/report/`: tables (Markdown and CSV), a
 bar chart, t-SNE plots of ALI beside PCA, the loss curves and `report.md`.
 """
@@ -91,6 +93,31 @@ def clustering_scores(
     out[name] = (float(values.mean()), float(values.std()))
     out[f"chance_{name}"] = float(np.mean([c[name] for c in chance]))
   return out
+
+
+def variance_shares(emb: np.ndarray, labels: np.ndarray, songs: np.ndarray) -> dict[str, float]:
+  """Where an embedding's variance lies: between labels, between the songs of
+  a label, and between the segments of a song (three shares summing to 1).
+
+  The law of total variance over the nesting label > song > segment, summed
+  over dimensions. k-means can only find the labels in variance that lies
+  between them: an embedding that spends it on telling songs apart (a song
+  fingerprint) clusters songs, not labels, whatever its probe reads.
+  """
+  e = emb - emb.mean(0)
+  label_mean, song_mean = np.zeros_like(e), np.zeros_like(e)
+  for label in np.unique(labels):
+    label_mean[labels == label] = e[labels == label].mean(0)
+  for song in np.unique(songs):
+    song_mean[songs == song] = e[songs == song].mean(0)
+  total = float(np.sum(e**2))
+  if total == 0:
+    return {"var_label": float("nan"), "var_song": float("nan"), "var_segment": float("nan")}
+  return {
+    "var_label": float(np.sum(label_mean**2)) / total,
+    "var_song": float(np.sum((song_mean - label_mean) ** 2)) / total,
+    "var_segment": float(np.sum((e - song_mean) ** 2)) / total,
+  }
 
 
 def knn_precision(emb: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int = 10) -> float:
@@ -193,6 +220,10 @@ def evaluate(
   for test_name, names in tests.items():
     idx = subsets[test_name]
     train_idx = _subset(train, names)
+    shares = {
+      name: variance_shares(emb[idx], target.labels[idx], target.song_ids[idx])
+      for name, emb in embeddings.items()
+    }
     for level in ("segment", "song"):
       for emb_name, emb in embeddings.items():
         e, labels, songs = emb[idx], target.labels[idx], target.song_ids[idx]
@@ -222,6 +253,7 @@ def evaluate(
               "knn_p_at_k": knn,
               "probe_accuracy": probe,
               "probe_majority": majority,
+              **shares[emb_name],  # Of the segments, at both levels.
               "checkpoint_step": step,
             }
           )

@@ -91,6 +91,22 @@ def markdown_table(rows: list[dict], level: str) -> str:
   return format_markdown(head, body + [chance])
 
 
+SHARES = ("var_label", "var_song", "var_segment")
+SHARE_HEADS = ("label", "song within label", "segment within song")
+
+
+def variance_table(rows: list[dict]) -> str:
+  """Where each embedding's variance lies, per test (evaluate.variance_shares)."""
+  rows = [r for r in rows if r["level"] == "segment" and r["algorithm"] == _algorithms(rows)[0]]
+  tests = list(dict.fromkeys(r["test"] for r in rows))
+  head = ["embedding"] + [f"{t} {h}" for t in tests for h in SHARE_HEADS]
+  by = {(r["test"], r["embedding"]): r for r in rows}
+  body = []
+  for name in dict.fromkeys(r["embedding"] for r in rows):
+    body.append([name] + [f"{float(by[(t, name)][s]):.3f}" for t in tests for s in SHARES])
+  return format_markdown(head, body)
+
+
 def verdict(rows: list[dict]) -> str:
   """Says plainly, per test and algorithm, whether ALI beats PCA and Raw."""
   out = []
@@ -243,6 +259,15 @@ def write(
     "",
     "![scores](clustering_bars.png)",
     "",
+    "## Where each embedding's variance lies",
+    "",
+    "Shares of the standardised segments' variance that lie between labels, between the "
+    "songs of a label and between the segments of a song. k-means finds the labels only in "
+    "variance between them; an embedding that spends its variance telling songs apart "
+    "clusters songs, whatever its probe reads.",
+    "",
+    variance_table(rows),
+    "",
   ]
   for test_name in tests:
     lines += [f"![t-SNE {test_name}](tsne_{test_name}.png)", ""]
@@ -305,6 +330,7 @@ def aggregate(
         key = (r["test"], r["embedding"], r["algorithm"])
         values = [float(r["v_measure_mean"]), float(r["ami_mean"])]
         values += [float(r.get("knn_p_at_k", "nan")), float(r.get("probe_accuracy", "nan"))]
+        values += [float(r.get(share, "nan")) for share in SHARES]  # Runs before stop 21: nan.
         runs.setdefault(key, []).append(values)
   tests = list(dict.fromkeys(k[0] for k in runs))
   names = list(dict.fromkeys(k[1] for k in runs))
@@ -323,7 +349,19 @@ def aggregate(
       values = np.array(runs[(t, name, algorithms[0])])
       cells += [format_mean_std(values[:, i].mean(), values[:, i].std()) for i in (2, 3)]
     body.append(cells)
-  return (
+  text = (
     f"{len(workdirs)} runs, {split} split, {level} level, mean ± std across runs\n\n"
     + format_markdown(head, body)
   )
+  if level != "segment" or all(np.isnan(v[4]) for vs in runs.values() for v in vs):
+    return text
+  # Where the variance lies: one value per run and embedding (any algorithm's row).
+  head = ["embedding"] + [f"{t} {h}" for t in tests for h in SHARE_HEADS]
+  body = []
+  for name in names:
+    cells = [name]
+    for t in tests:
+      values = np.array(runs[(t, name, algorithms[0])])[:, 4:]
+      cells += [format_mean_std(v.mean(), v.std()) for v in values.T]
+    body.append(cells)
+  return text + "\n\nShares of the segments' variance\n\n" + format_markdown(head, body)

@@ -106,7 +106,9 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
   text = open(os.path.join(folder, "report.md")).read()
   assert "**On this data, ALI" in text and "| ALI |" in text
   assert "## Training health" in text and "effective dimension" in text
+  assert "## Where each embedding's variance lies" in text
   assert all(0.0 <= r["probe_accuracy"] <= 1.0 for r in rows)
+  assert all(r["var_label"] + r["var_song"] + r["var_segment"] == pytest.approx(1) for r in rows)
   assert "test absent skipped: labels ['jazz'] are not in this dataset" in text
   # Re-running evaluation alone from the run folder.
   config_json = os.path.join(workdir, "config.json")
@@ -138,6 +140,7 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
   combined = report.aggregate([workdir, workdir])
   assert combined.startswith("2 runs, test split, segment level")
   assert "| ALI |" in combined and "± 0.000" in combined  # Same run twice: no spread.
+  assert "Shares of the segments' variance" in combined
   # An evaluation that dies while drawing leaves no scores file, so a sweep
   # re-runs the point instead of taking it as finished.
   os.remove(report.scores_path(workdir))
@@ -220,3 +223,21 @@ def test_encoding_in_batches_equals_one_call_and_handles_no_segments():
   config.model.embedding = "bogus"
   with pytest.raises(ValueError, match="model.embedding"):
     embed.encoder_apply(config.model, (16, 12))
+
+
+def test_variance_shares_split_the_variance_by_label_song_and_segment():
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(3), 20)  # 3 labels x 4 songs x 5 segments.
+  songs = np.repeat(np.arange(12), 5)
+  label_part = 3 * rng.standard_normal((3, 8))[labels]
+  song_part = rng.standard_normal((12, 8))[songs]
+  segment_part = 0.5 * rng.standard_normal((60, 8))
+  s = evaluate.variance_shares(label_part + song_part + segment_part, labels, songs)
+  assert sum(s.values()) == pytest.approx(1.0)
+  assert s["var_label"] > s["var_song"] > s["var_segment"] > 0
+  # A song fingerprint: the same code for a song's segments, none shared by a label.
+  fingerprint = evaluate.variance_shares(song_part - song_part.mean(0), labels, songs)
+  assert fingerprint["var_segment"] == pytest.approx(0.0, abs=1e-9)
+  assert fingerprint["var_song"] > 0.5
+  # Labels alone: all the variance is between them.
+  assert evaluate.variance_shares(label_part, labels, songs)["var_label"] == pytest.approx(1.0)
