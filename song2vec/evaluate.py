@@ -258,9 +258,8 @@ def evaluate(
             }
           )
   logging.info("evaluation of the %s split took %.1f s", split, time.perf_counter() - start)
-  report.write(
-    config, workdir, dataset_dir, rows, embeddings, target, tests, subsets, notes, split, on
-  )
+  scored = report.Scored(rows, embeddings, target, tests, subsets, notes, split, on)
+  report.write(config, workdir, dataset_dir, scored)
   return rows
 
 

@@ -9,6 +9,7 @@ and renamed into place, so its presence means the whole report is there.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import shutil
 
@@ -165,27 +166,45 @@ def _describe_tests(tests) -> str:
   return ", ".join(f"{name} = {list(labels) or 'all labels'}" for name, labels in tests.items())
 
 
-def write(
-  config, workdir, dataset_dir, rows, embeddings, test, tests, subsets, notes, split, on
-) -> str:
+@dataclasses.dataclass(frozen=True)
+class Scored:
+  """One split's evaluation, everything `write` draws from.
+
+  Attributes:
+    rows: evaluate()'s score rows.
+    embeddings: the split's standardised embeddings, keyed by name.
+    segments: the split's Segments.
+    tests: the tests scored, name -> labels.
+    subsets: name -> indices of `segments` in that test.
+    notes: lines for the report's header (tests skipped and why).
+    split: the split scored.
+    on: the other dataset's name in a transfer evaluation, else "".
+  """
+
+  rows: list[dict]
+  embeddings: dict[str, np.ndarray]
+  segments: embed.Segments
+  tests: dict[str, list[str]]
+  subsets: dict[str, np.ndarray]
+  notes: list[str]
+  split: str
+  on: str = ""
+
+
+def write(config, workdir: str, dataset_dir: str, scored: Scored) -> str:
   """Writes report[-split][-on-<on>]/: tables, figures, report.md, then clustering.csv.
 
   Args:
     config: the run's config.
     workdir: the run folder.
     dataset_dir: the dataset the rows were scored on.
-    rows: evaluate()'s score rows.
-    embeddings: the split's standardised embeddings, keyed by name.
-    test: the split's Segments.
-    tests: the tests scored, name -> labels (empty: all).
-    subsets: name -> indices of `test` in that test.
-    notes: lines for the report's header (tests skipped and why).
-    split: the split scored.
-    on: the other dataset's name in a transfer evaluation, else "".
+    scored: the split's evaluation.
 
   Returns:
     The path of report.md.
   """
+  rows, embeddings, test, tests = scored.rows, scored.embeddings, scored.segments, scored.tests
+  subsets, notes, split, on = scored.subsets, scored.notes, scored.split, scored.on
   out = report_dir(workdir, split, on)
   os.makedirs(out, exist_ok=True)
   tables = {level: markdown_table(rows, level) for level in ("segment", "song")}
