@@ -98,7 +98,8 @@ SHARE_HEADS = ("label", "song within label", "segment within song")
 
 def variance_table(rows: list[dict]) -> str:
   """Where each embedding's variance lies, per test (evaluate.variance_shares)."""
-  rows = [r for r in rows if r["level"] == "segment" and r["algorithm"] == _algorithms(rows)[0]]
+  first = _algorithms(rows)[0]  # The shares are the same in every algorithm's row.
+  rows = [r for r in rows if r["level"] == "segment" and r["algorithm"] == first]
   tests = list(dict.fromkeys(r["test"] for r in rows))
   head = ["embedding"] + [f"{t} {h}" for t in tests for h in SHARE_HEADS]
   by = {(r["test"], r["embedding"]): r for r in rows}
@@ -174,7 +175,7 @@ class Scored:
     rows: evaluate()'s score rows.
     embeddings: the split's standardised embeddings, keyed by name.
     segments: the split's Segments.
-    tests: the tests scored, name -> labels.
+    tests: the tests scored, name -> labels (empty: all).
     subsets: name -> indices of `segments` in that test.
     notes: lines for the report's header (tests skipped and why).
     split: the split scored.
