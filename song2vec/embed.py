@@ -181,12 +181,15 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def trained_encoder_params(workdir: str, *, ema: bool = False) -> tuple[dict, int]:
-  """The encoder parameters of the latest checkpoint in workdir, and its step.
+def trained_encoder_params(
+  workdir: str, *, ema: bool = False, step: int | None = None
+) -> tuple[dict, int]:
+  """The encoder parameters of a checkpoint in workdir (the latest by default), and its step.
 
   Args:
     workdir: a run folder.
     ema: the moving average of the encoder's weights instead of the weights.
+    step: a kept checkpoint's step; None: the latest.
   """
   import orbax.checkpoint as ocp
 
@@ -194,9 +197,15 @@ def trained_encoder_params(workdir: str, *, ema: bool = False) -> tuple[dict, in
   # Naming the handler and args restores the saved pytree as is, without orbax's
   # "could not be restored" warning for an unnamed item.
   manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler())
-  step = manager.latest_step()
-  if step is None:
+  kept = manager.all_steps()
+  if not kept:
+    manager.close()
     raise FileNotFoundError(f"no checkpoint in {directory}: train first (python launch.py ...)")
+  if step is None:
+    step = max(kept)
+  elif step not in kept:
+    manager.close()
+    raise FileNotFoundError(f"no checkpoint of step {step} in {directory}; kept: {sorted(kept)}")
   restored = manager.restore(step, args=ocp.args.StandardRestore())
   manager.close()
   if ema:

@@ -2,6 +2,7 @@ r"""Clustering evaluation and the run's report (the report's §3.2 and §4.2).
 
     python -m song2vec.evaluate --workdir=runs/ali_lsgan     # re-run on the latest checkpoint
     python -m song2vec.evaluate --aggregate runs/a runs/b    # mean ± std across runs (seeds)
+    python -m song2vec.evaluate --workdir=runs/a --split=validation --step=1000  # a kept checkpoint
 
 For each embedding (Raw, PCA-r, MFCC statistics, random encoder, ALI) and each
 test in `config.eval.tests`, cluster into k = number of labels with k-means
@@ -170,7 +171,9 @@ def linear_probe(
   return float(np.mean(clf.predict(emb) == labels))
 
 
-def compute_embeddings(config, workdir: str, dataset_dir: str, split: str = "test"):
+def compute_embeddings(
+  config, workdir: str, dataset_dir: str, split: str = "test", step: int | None = None
+):
   """Every embedding of `split` and of (a subsample of) the train split.
 
   Each embedding is standardised per dimension with its train statistics, so
@@ -186,7 +189,8 @@ def compute_embeddings(config, workdir: str, dataset_dir: str, split: str = "tes
   train = embed.load_segments(
     dataset_dir, "train", max_examples=ev.pca_fit_max_segments, seed=config.seed
   )
-  params, step = embed.trained_encoder_params(workdir, ema=config.train.get("ema_decay", 0.0) > 0)
+  ema = config.train.get("ema_decay", 0.0) > 0
+  params, step = embed.trained_encoder_params(workdir, ema=ema, step=step)
   untrained = embed.untrained_encoder_params(config.model, info.shape, config.seed)
   pca = embed.fit_pca(train.x, ev.pca_components, config.seed)
   embedders = {
@@ -203,16 +207,24 @@ def compute_embeddings(config, workdir: str, dataset_dir: str, split: str = "tes
 
 
 def evaluate(
-  config, workdir: str, dataset_dir: str, split: str = "test", on: str = ""
+  config,
+  workdir: str,
+  dataset_dir: str,
+  split: str = "test",
+  on: str = "",
+  *,
+  checkpoint: int | None = None,
 ) -> list[dict]:
   """Scores every embedding of `split` on every test at both levels; returns table rows.
 
   Choices (recipes, hyper-parameters, checkpoints) are made on the
   validation split; the test split is for the final report only.
+  `checkpoint` scores a kept checkpoint other than the latest, reported in
+  its own folder (report.report_dir).
   """
   start = time.perf_counter()
   embeddings, train_embeddings, target, train, step = compute_embeddings(
-    config, workdir, dataset_dir, split
+    config, workdir, dataset_dir, split, checkpoint
   )
   rows = []
   tests, notes = usable_tests(config.eval.tests, target.label_names)
@@ -258,7 +270,7 @@ def evaluate(
             }
           )
   logging.info("evaluation of the %s split took %.1f s", split, time.perf_counter() - start)
-  scored = report.Scored(rows, embeddings, target, tests, subsets, notes, split, on)
+  scored = report.Scored(rows, embeddings, target, tests, subsets, notes, split, on, checkpoint)
   report.write(config, workdir, dataset_dir, scored)
   return rows
 
@@ -288,10 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     "(a transfer evaluation: same feature settings, the dataset's own normalisation); "
     "the report goes to report[-SPLIT]-on-<folder name>/",
   )
+  parser.add_argument(
+    "--step",
+    type=int,
+    default=None,
+    help="score this kept checkpoint instead of the latest (to choose one on the validation "
+    "split); the report goes to report[-SPLIT]-stepSTEP/",
+  )
   args = parser.parse_args(argv)
   on = os.path.basename(os.path.normpath(args.dataset)) if args.dataset else ""
   if args.aggregate:
-    print(report.aggregate(args.aggregate, args.level, args.split, on))
+    print(report.aggregate(args.aggregate, args.level, args.split, on, args.step))
     return 0
   try:
     config = embed.load_run_config(args.workdir)
@@ -325,7 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     dataset_dir = args.dataset
     # Its own labels: the run's tests name the run's labels.
     config.eval.tests = ml_collections.ConfigDict({"all_labels": ()})
-  rows = evaluate(config, args.workdir, dataset_dir, args.split, on)
+  try:
+    rows = evaluate(config, args.workdir, dataset_dir, args.split, on, checkpoint=args.step)
+  except FileNotFoundError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   print(report.markdown_table(rows, "segment"))
   return 0
 

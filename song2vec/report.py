@@ -31,24 +31,28 @@ def format_markdown(head: list[str], rows: list[list[str]]) -> str:
   return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def report_dir(workdir: str, split: str = "test", on: str = "") -> str:
+def report_dir(workdir: str, split: str = "test", on: str = "", step: int | None = None) -> str:
   """report/ for the test split (the final report), report-<split>/ otherwise.
 
-  `on` names another dataset the run's encoder was evaluated on (a transfer
-  evaluation): report[-<split>]-on-<on>/.
+  `step` names a kept checkpoint other than the latest (report[-<split>]-step<N>/),
+  for choosing a checkpoint on the validation split. `on` names another
+  dataset the run's encoder was evaluated on (a transfer evaluation):
+  report[-<split>][-step<N>]-on-<on>/.
   """
   name = "report" if split == "test" else f"report-{split}"
+  if step is not None:
+    name += f"-step{step}"
   return os.path.join(workdir, f"{name}-on-{on}" if on else name)
 
 
-def scores_path(workdir: str, split: str = "test", on: str = "") -> str:
+def scores_path(workdir: str, split: str = "test", on: str = "", step: int | None = None) -> str:
   """A run's clustering scores; written last, so it also marks a finished evaluation."""
-  return os.path.join(report_dir(workdir, split, on), "clustering.csv")
+  return os.path.join(report_dir(workdir, split, on, step), "clustering.csv")
 
 
-def read_scores(workdir: str, split: str = "test", on: str = "") -> list[dict]:
+def read_scores(workdir: str, split: str = "test", on: str = "", step: int | None = None):
   """The rows of a run's clustering.csv for `split` (on dataset `on`), as strings."""
-  with open(scores_path(workdir, split, on)) as f:
+  with open(scores_path(workdir, split, on, step)) as f:
     return list(csv.DictReader(f))
 
 
@@ -180,6 +184,7 @@ class Scored:
     notes: lines for the report's header (tests skipped and why).
     split: the split scored.
     on: the other dataset's name in a transfer evaluation, else "".
+    step: the checkpoint asked for; None: the latest, reported in the default folder.
   """
 
   rows: list[dict]
@@ -190,6 +195,7 @@ class Scored:
   notes: list[str]
   split: str
   on: str = ""
+  step: int | None = None
 
 
 def write(config, workdir: str, dataset_dir: str, scored: Scored) -> str:
@@ -206,7 +212,7 @@ def write(config, workdir: str, dataset_dir: str, scored: Scored) -> str:
   """
   rows, embeddings, test, tests = scored.rows, scored.embeddings, scored.segments, scored.tests
   subsets, notes, split, on = scored.subsets, scored.notes, scored.split, scored.on
-  out = report_dir(workdir, split, on)
+  out = report_dir(workdir, split, on, scored.step)
   os.makedirs(out, exist_ok=True)
   tables = {level: markdown_table(rows, level) for level in ("segment", "song")}
   for level, text in tables.items():
@@ -324,7 +330,7 @@ def write(config, workdir: str, dataset_dir: str, scored: Scored) -> str:
   with open(path, "w") as f:
     f.write("\n".join(lines))
   # Last, and renamed into place: its presence means the whole report is there.
-  final = scores_path(workdir, split, on)
+  final = scores_path(workdir, split, on, scored.step)
   partial = final + ".incomplete"
   with open(partial, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -336,7 +342,11 @@ def write(config, workdir: str, dataset_dir: str, scored: Scored) -> str:
 
 
 def aggregate(
-  workdirs: list[str], level: str = "segment", split: str = "test", on: str = ""
+  workdirs: list[str],
+  level: str = "segment",
+  split: str = "test",
+  on: str = "",
+  step: int | None = None,
 ) -> str:
   """Mean ± std across runs (e.g. training seeds) of each run's mean scores.
 
@@ -345,7 +355,7 @@ def aggregate(
   """
   runs: dict[tuple, list[list[float]]] = {}
   for workdir in workdirs:
-    for r in read_scores(workdir, split, on):
+    for r in read_scores(workdir, split, on, step):
       if r["level"] == level:
         key = (r["test"], r["embedding"], r["algorithm"])
         values = [float(r["v_measure_mean"]), float(r["ami_mean"])]

@@ -115,6 +115,13 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
   with open(config_json, "w") as f:
     f.write(config.to_json_best_effort())
   assert evaluate.main([f"--workdir={workdir}"]) == 0
+  # A kept checkpoint by its step, reported in its own folder; a step not kept is named.
+  assert evaluate.main([f"--workdir={workdir}", "--step=3"]) == 0
+  assert {r["checkpoint_step"] for r in report.read_scores(workdir, step=3)} == {"3"}
+  assert os.path.exists(os.path.join(workdir, "report-step3", "report.md"))
+  capsys.readouterr()
+  assert evaluate.main([f"--workdir={workdir}", "--step=2"]) == 2
+  assert "no checkpoint of step 2" in capsys.readouterr().err
   # The transfer case: this run's encoder on another dataset with its features.
   other = tmp_path / "other"
   builder.build(make_config(genre_tree, other))
