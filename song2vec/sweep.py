@@ -124,6 +124,8 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
           continue
         into[f"{r['test']} AMI"].append(float(r["ami_mean"]))
         into[f"{r['test']} probe"].append(float(r["probe_accuracy"]))
+        if r.get("var_label"):  # Scores written since stop 21.
+          into[f"{r['test']} label share"].append(float(r["var_label"]))
     for key, values in finals.items():
       row[f"final_{key}"] = float(np.mean(values))
     for key in health.FLAGS:
@@ -156,7 +158,8 @@ def write_tables(rows: list[dict], root: str) -> str:
     cells += [report.format_mean_std(*r[k]) if k in r else "–" for k in keys]
     body.append(cells)
   text = (
-    f"ALI on the {SPLIT} split, k-means AMI and linear-probe accuracy, segment level, mean ± "
+    f"ALI on the {SPLIT} split, k-means AMI, linear-probe accuracy and the share of the "
+    f"variance between labels (evaluate.variance_shares), segment level, mean ± "
     f"std over seeds; the reference rows score the untrained encoder (each run's initial "
     f"weights), PCA-64 and MFCC statistics in the same runs. Final values: mean over the "
     f"last {health.TAIL:.0%} of logged steps, averaged over runs; val_d_* are D's accuracy "

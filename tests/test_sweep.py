@@ -81,6 +81,7 @@ def test_runner_runs_skips_records_crashes_and_aggregates(genre_tree, tmp_path):
   assert plain["codes_collapsed"] == "1/2" and plain["d_dead"] == "1/2"
   ami = plain["all_labels AMI"]
   assert len(ami) == 2 and -1 <= ami[0] <= 1
+  assert 0 <= plain["all_labels label share"][0] <= 1
   sweep.write_tables(list(rows.values()), str(root))
   for name in ("sweep.md", "sweep.csv", "sweep.png"):
     assert os.path.getsize(root / name) > 0
