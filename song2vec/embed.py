@@ -197,17 +197,17 @@ def trained_encoder_params(
   # Naming the handler and args restores the saved pytree as is, without orbax's
   # "could not be restored" warning for an unnamed item.
   manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler())
-  kept = manager.all_steps()
-  if not kept:
+  try:
+    kept = manager.all_steps()
+    if not kept:
+      raise FileNotFoundError(f"no checkpoint in {directory}: train first (python launch.py ...)")
+    if step is None:
+      step = max(kept)
+    elif step not in kept:
+      raise FileNotFoundError(f"no checkpoint of step {step} in {directory}; kept: {sorted(kept)}")
+    restored = manager.restore(step, args=ocp.args.StandardRestore())
+  finally:
     manager.close()
-    raise FileNotFoundError(f"no checkpoint in {directory}: train first (python launch.py ...)")
-  if step is None:
-    step = max(kept)
-  elif step not in kept:
-    manager.close()
-    raise FileNotFoundError(f"no checkpoint of step {step} in {directory}; kept: {sorted(kept)}")
-  restored = manager.restore(step, args=ocp.args.StandardRestore())
-  manager.close()
   if ema:
     return restored["ema_encoder"], step
   return restored["g_params"]["encoder"], step
