@@ -75,6 +75,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # (as MFCC stats pool); "multilevel": the same for every conv, concatenated
   # (Lee & Nam 2017's multi-level aggregation; x-vectors' statistics pooling).
   config.model.encoder_readout = "flatten"
+  # Report: "2d" convolutions; "time": 1-D over time with the frequency bins as
+  # channels (Dieleman & Schrauwen 2014), each frame's spectrum mapped as a whole.
+  config.model.encoder_conv = "2d"
   config.model.embedding = "z"  # Report: G_z(x); "features": BigBiGAN's pre-z readout.
   config.model.d_arch = "report"  # "ali": Dumoulin et al.'s D (embed x and z, 2-layer joint MLP).
   config.model.d_spectral_norm = False  # Miyato et al. 2018 on every D layer.

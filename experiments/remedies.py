@@ -53,6 +53,8 @@ REMEDIES = {
   "stochastic": {"model.stochastic_encoder": True},  # ALI paper: reparameterised G_z.
   "prior_mmd": {"loss.prior_mmd_weight": 10.0},  # WAE-MMD (Tolstikhin et al. 2018), their lambda.
   "minibatch_std": {"model.d_minibatch_std_group": 4},  # ProGAN (Karras et al. 2018).
+  # Dieleman & Schrauwen 2014: E's convolutions 1-D over time, the bins as channels.
+  "time_conv": {"model.encoder_conv": "time"},
 }
 
 

@@ -8,7 +8,10 @@
   z does not depend on where in the song a segment starts, or pools every
   convolution's features over time and concatenates them ("multilevel"). With
   `features=True` it also returns the vector the readout maps to z, BigBiGAN's
-  alternative embedding.
+  alternative embedding. Its convolutions are 2-D over (frequency, time), or
+  with `conv="time"` 1-D over time with every frequency bin an input channel
+  (Dieleman & Schrauwen 2014), so that the first layer maps each frame's whole
+  spectrum to a few features as MFCCs do.
 - `Decoder` G_x: z -> x [B, F, T].
 - `Discriminator` D(x, z): scores a pair. `arch="report"`: a convolutional
   x-branch, an MLP z-branch, one joint layer. `arch="ali"`: the ALI paper's
@@ -37,6 +40,7 @@ import jax.numpy as jnp
 import ml_collections
 
 READOUTS = ("flatten", "pool", "multilevel")
+ENCODER_CONVS = ("2d", "time")
 D_ARCHS = ("report", "ali")
 
 
@@ -104,6 +108,7 @@ class Encoder(nn.Module):
   channels: Sequence[int]
   stochastic: bool = False
   readout: str = "flatten"  # One of READOUTS.
+  conv: str = "2d"  # One of ENCODER_CONVS.
   kernel: int = 4  # Side of each stride-2 convolution's kernel.
   negative_slope: float = 0.2  # Leaky ReLU's.
   norm_groups: int = 8  # GroupNorm's groups (at most the channels).
@@ -111,11 +116,17 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, features: bool = False):
-    h = x[..., None].astype(self.dtype)
-    k = (self.kernel, self.kernel)
-    layers = []  # Each convolution's activations.
+    if self.conv == "2d":  # [B, F, T, 1]
+      h = x[..., None].astype(self.dtype)
+      k, strides = (self.kernel, self.kernel), (2, 2)
+    elif self.conv == "time":  # [B, 1, T, F]: one row, the bins as channels.
+      h = jnp.swapaxes(x, 1, 2)[:, None].astype(self.dtype)
+      k, strides = (1, self.kernel), (1, 2)
+    else:
+      raise ValueError(f"encoder conv must be one of {ENCODER_CONVS}, got {self.conv!r}")
+    layers = []  # Each convolution's activations, [B, F', T', C].
     for c in self.channels:
-      h = nn.Conv(c, k, strides=(2, 2), padding="SAME", use_bias=False, dtype=self.dtype)(h)
+      h = nn.Conv(c, k, strides=strides, padding="SAME", use_bias=False, dtype=self.dtype)(h)
       h = _act(_norm(c, self.norm_groups, self.dtype)(h), self.negative_slope)
       layers.append(h)
     if self.readout in ("pool", "multilevel"):
@@ -244,6 +255,7 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     channels=tuple(model_config.encoder_channels),
     stochastic=model_config.stochastic_encoder,
     readout=model_config.encoder_readout,
+    conv=model_config.get("encoder_conv", "2d"),
     kernel=model_config.conv_kernel,
     negative_slope=model_config.negative_slope,
     norm_groups=model_config.norm_groups,

@@ -72,13 +72,17 @@ def test_spectral_norm_makes_d_blind_to_the_scale_of_its_kernels():
 
 
 @pytest.mark.parametrize(
-  "readout, feature_dim",
+  "readout, conv, feature_dim",
   # (F after each layer) x channels x {mean, std}: pool the last layer's only,
-  # multilevel each layer's (8 x 4 x 2 + 4 x 8 x 2).
-  [("pool", 4 * 8 * 2), ("multilevel", 8 * 4 * 2 + 4 * 8 * 2)],
+  # multilevel each layer's (8 x 4 x 2 + 4 x 8 x 2); time convolutions keep one row.
+  [
+    ("pool", "2d", 4 * 8 * 2),
+    ("multilevel", "2d", 8 * 4 * 2 + 4 * 8 * 2),
+    ("pool", "time", 1 * 8 * 2),
+  ],
 )
-def test_pooled_readouts_ignore_where_a_segment_starts(readout, feature_dim):
-  encoder = models.Encoder(z_dim=6, channels=(4, 8), readout=readout)
+def test_pooled_readouts_ignore_where_a_segment_starts(readout, conv, feature_dim):
+  encoder = models.Encoder(z_dim=6, channels=(4, 8), readout=readout, conv=conv)
   x = jax.random.normal(jax.random.key(0), (2, 16, 32))
   params = encoder.init(jax.random.key(1), x)
   # Rolling by a multiple of the total stride (4) permutes the pooled frames
@@ -113,6 +117,28 @@ def test_multilevel_readout_adds_the_earlier_layers_statistics_to_pools():
   first = models.time_pool(jax.nn.leaky_relu(normed, multi.negative_slope))
   assert first.shape == (2, 8 * 4 * 2)
   np.testing.assert_allclose(features[:, : first.shape[1]], first, rtol=1e-5, atol=1e-6)
+
+
+def test_time_convolutions_see_each_frames_whole_spectrum():
+  x = jax.random.normal(jax.random.key(0), (2, 16, 32))  # [B, F, T]
+  encoder = models.Encoder(z_dim=6, channels=(4, 8), readout="pool", conv="time")
+  params = encoder.init(jax.random.key(1), x)
+  # The first kernel spans 4 frames and all 16 bins; the 2-D one 4 x 4 bins.
+  assert params["params"]["Conv_0"]["kernel"].shape == (1, 4, 16, 4)
+  _, state = encoder.apply(params, x, capture_intermediates=True, mutable=["intermediates"])
+  first = state["intermediates"]["Conv_0"]["__call__"][0]
+  assert first.shape == (2, 1, 16, 4)  # One row, frames halved.
+  # The highest bin of frame 0 reaches frame 0's first-layer features (a 2-D
+  # kernel's receptive field would stop 4 bins short), and no frame past the kernel.
+  bumped = x.at[:, -1, 0].add(10.0)
+  _, bumped_state = encoder.apply(
+    params, bumped, capture_intermediates=True, mutable=["intermediates"]
+  )
+  change = jnp.abs(bumped_state["intermediates"]["Conv_0"]["__call__"][0] - first)
+  assert change[:, 0, 0].min() > 0
+  np.testing.assert_array_equal(change[:, 0, 2:], 0)
+  with pytest.raises(ValueError, match="encoder conv"):
+    models.Encoder(z_dim=6, channels=(4,), conv="3d").init(jax.random.key(1), x)
 
 
 def test_init_variables_are_a_function_of_the_seed():
