@@ -75,6 +75,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # (as MFCC stats pool); "multilevel": the same for every conv, concatenated
   # (Lee & Nam 2017's multi-level aggregation; x-vectors' statistics pooling).
   config.model.encoder_readout = "flatten"
+  # Ours: the statistics over time the "pool" and "multilevel" readouts take,
+  # ("mean", "std") as MFCC statistics, or either alone.
+  config.model.pool_stats = ("mean", "std")
   # Report: "2d" convolutions; "time": 1-D over time with the frequency bins as
   # channels (Dieleman & Schrauwen 2014), each frame's spectrum mapped as a whole.
   config.model.encoder_conv = "2d"

@@ -55,6 +55,9 @@ REMEDIES = {
   "minibatch_std": {"model.d_minibatch_std_group": 4},  # ProGAN (Karras et al. 2018).
   # Dieleman & Schrauwen 2014: E's convolutions 1-D over time, the bins as channels.
   "time_conv": {"model.encoder_conv": "time"},
+  # Ours: the pooled readout without the mean over time, the static spectrum
+  # that sets one piece apart from the next (docs/remedies_cpu.md, stop 22).
+  "pool_std": {"model.encoder_readout": "pool", "model.pool_stats": ("std",)},
 }
 
 

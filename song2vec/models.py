@@ -6,7 +6,8 @@
   either flattens the last convolution's features (the report's shape), or
   pools them over time (mean and std per frequency row and channel), so that
   z does not depend on where in the song a segment starts, or pools every
-  convolution's features over time and concatenates them ("multilevel"). With
+  convolution's features over time and concatenates them ("multilevel"); the
+  pooled statistics are the mean and std, or either alone (`pool_stats`). With
   `features=True` it also returns the vector the readout maps to z, BigBiGAN's
   alternative embedding. Its convolutions are 2-D over (frequency, time), or
   with `conv="time"` 1-D over time with every frequency bin an input channel
@@ -90,15 +91,22 @@ def _norm(channels: int, groups: int, dtype=jnp.float32) -> nn.Module:
   return nn.GroupNorm(num_groups=min(groups, channels), dtype=dtype)
 
 
-def time_pool(h: jax.Array) -> jax.Array:
-  """[B, F, T, C] -> [B, F * C * 2]: mean and std over time (the frames axis).
+POOL_STATS = ("mean", "std")
+
+
+def time_pool(h: jax.Array, stats: Sequence[str] = POOL_STATS) -> jax.Array:
+  """[B, F, T, C] -> [B, F * C * len(stats)]: `stats` over time (the frames axis).
 
   The std is taken with a small floor inside the root so that its gradient is
   finite where a feature does not vary over time.
   """
-  mean = jnp.mean(h, axis=2)
-  std = jnp.sqrt(jnp.var(h, axis=2) + 1e-6)
-  return jnp.concatenate([mean, std], axis=-1).reshape((h.shape[0], -1))
+  if not stats or any(s not in POOL_STATS for s in stats):
+    raise ValueError(f"pooled statistics must be some of {POOL_STATS}, got {stats!r}")
+  pooled = {
+    "mean": lambda: jnp.mean(h, axis=2),
+    "std": lambda: jnp.sqrt(jnp.var(h, axis=2) + 1e-6),
+  }
+  return jnp.concatenate([pooled[s]() for s in stats], axis=-1).reshape((h.shape[0], -1))
 
 
 class Encoder(nn.Module):
@@ -109,6 +117,7 @@ class Encoder(nn.Module):
   stochastic: bool = False
   readout: str = "flatten"  # One of READOUTS.
   conv: str = "2d"  # One of ENCODER_CONVS.
+  pool_stats: Sequence[str] = POOL_STATS  # What the pooled readouts take over time.
   kernel: int = 4  # Side of each stride-2 convolution's kernel.
   negative_slope: float = 0.2  # Leaky ReLU's.
   norm_groups: int = 8  # GroupNorm's groups (at most the channels).
@@ -131,7 +140,7 @@ class Encoder(nn.Module):
       layers.append(h)
     if self.readout in ("pool", "multilevel"):
       pooled = layers[-1:] if self.readout == "pool" else layers
-      stats = [time_pool(a.astype(jnp.float32)) for a in pooled]
+      stats = [time_pool(a.astype(jnp.float32), self.pool_stats) for a in pooled]
       h = jnp.concatenate(stats, axis=-1).astype(self.dtype)
     elif self.readout == "flatten":
       h = h.reshape((h.shape[0], -1))
@@ -256,6 +265,7 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     stochastic=model_config.stochastic_encoder,
     readout=model_config.encoder_readout,
     conv=model_config.get("encoder_conv", "2d"),
+    pool_stats=tuple(model_config.get("pool_stats", POOL_STATS)),
     kernel=model_config.conv_kernel,
     negative_slope=model_config.negative_slope,
     norm_groups=model_config.norm_groups,

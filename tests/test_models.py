@@ -119,6 +119,22 @@ def test_multilevel_readout_adds_the_earlier_layers_statistics_to_pools():
   np.testing.assert_allclose(features[:, : first.shape[1]], first, rtol=1e-5, atol=1e-6)
 
 
+def test_pool_stats_choose_the_statistics_the_readout_takes():
+  x = jax.random.normal(jax.random.key(0), (2, 16, 32))
+  both = models.Encoder(z_dim=6, channels=(4, 8), readout="pool")
+  params = both.init(jax.random.key(1), x)
+  _, features = both.apply(params, x, features=True)
+  per_row = features.reshape((2, 4, 2 * 8))  # [B, F, mean and std of 8 channels]
+  for stats, part in [(("mean",), per_row[..., :8]), (("std",), per_row[..., 8:])]:
+    one = models.Encoder(z_dim=6, channels=(4, 8), readout="pool", pool_stats=stats)
+    one_params = one.init(jax.random.key(1), x)
+    one_params["params"] = {**params["params"], "z": one_params["params"]["z"]}
+    _, one_features = one.apply(one_params, x, features=True)
+    np.testing.assert_allclose(one_features, part.reshape((2, -1)), rtol=1e-6)
+  with pytest.raises(ValueError, match="pooled statistics"):
+    models.time_pool(jnp.zeros((1, 2, 3, 4)), ("max",))
+
+
 def test_time_convolutions_see_each_frames_whole_spectrum():
   x = jax.random.normal(jax.random.key(0), (2, 16, 32))  # [B, F, T]
   encoder = models.Encoder(z_dim=6, channels=(4, 8), readout="pool", conv="time")
