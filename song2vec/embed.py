@@ -106,9 +106,19 @@ def mfcc_stats(x: np.ndarray, info: input_pipeline.DatasetInfo, n_mfcc: int) -> 
   return np.concatenate(feats, axis=1).astype(np.float32)
 
 
+def spectral_stats(x: np.ndarray) -> np.ndarray:
+  """Mean and std over frames of each (normalised log) frequency bin: [n, 2 * bins].
+
+  The plainest pooled baseline: what a pooled encoder could read off its
+  input with no learning at all.
+  """
+  return np.concatenate([x.mean(-1), x.std(-1)], axis=1).astype(np.float32)
+
+
 EMBEDDINGS = ("z", "features")
 # The baselines' names in every table.
 MFCC = "MFCC stats"
+SPECTRAL = "Spectral stats"
 UNTRAINED = "Untrained encoder"  # The run's own encoder at step 0.
 
 

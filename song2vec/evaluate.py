@@ -197,6 +197,7 @@ def compute_embeddings(
     "Raw": embed.raw,
     f"PCA-{ev.pca_components}": lambda x: pca.transform(embed.raw(x)).astype(np.float32),
     embed.MFCC: lambda x: embed.mfcc_stats(x, info, ev.n_mfcc),
+    embed.SPECTRAL: embed.spectral_stats,
     embed.UNTRAINED: lambda x: embed.encode(config.model, info.shape, untrained, x),
     "ALI": lambda x: embed.encode(config.model, info.shape, params, x),
   }

@@ -90,7 +90,7 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
   )
   rows = evaluate.evaluate(config, workdir, str(out))
   names = {r["embedding"] for r in rows}
-  assert names == {"Raw", "PCA-4", "MFCC stats", "Untrained encoder", "ALI"}
+  assert names == {"Raw", "PCA-4", "MFCC stats", "Spectral stats", "Untrained encoder", "ALI"}
   assert {r["test"] for r in rows} == {"all_labels", "two"}
   assert {r["level"] for r in rows} == {"segment", "song"}
   folder = os.path.join(workdir, "report")
@@ -230,6 +230,18 @@ def test_encoding_in_batches_equals_one_call_and_handles_no_segments():
   config.model.embedding = "bogus"
   with pytest.raises(ValueError, match="model.embedding"):
     embed.encoder_apply(config.model, (16, 12))
+
+
+def test_spectral_stats_are_each_bins_mean_and_std_over_frames():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(3, 5, 8)).astype(np.float32)  # [n, bins, frames]
+  x[1] = 2.0 + 0.5 * x[1]
+  stats = embed.spectral_stats(x)
+  assert stats.shape == (3, 10)
+  np.testing.assert_allclose(stats[1, :5], x[1].mean(-1), rtol=1e-6)
+  np.testing.assert_allclose(stats[1, 5:], x[1].std(-1), rtol=1e-6)
+  # Where a segment starts does not matter: the frames are pooled.
+  np.testing.assert_allclose(embed.spectral_stats(np.roll(x, 3, axis=-1)), stats, rtol=1e-5)
 
 
 def test_variance_shares_split_the_variance_by_label_song_and_segment():
