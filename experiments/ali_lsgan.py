@@ -78,6 +78,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # Ours: the statistics over time the "pool" and "multilevel" readouts take,
   # ("mean", "std") as MFCC statistics, or either alone.
   config.model.pool_stats = ("mean", "std")
+  # Ours: the pooled readouts also take the input's own statistics over time
+  # (each bin's, the spectral-statistics baseline's), beside the convolutions'.
+  config.model.pool_input = False
   # Report: "2d" convolutions; "time": 1-D over time with the frequency bins as
   # channels (Dieleman & Schrauwen 2014), each frame's spectrum mapped as a whole.
   config.model.encoder_conv = "2d"

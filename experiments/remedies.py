@@ -58,6 +58,8 @@ REMEDIES = {
   # Ours: the pooled readout without the mean over time, the static spectrum
   # that sets one piece apart from the next (docs/remedies_cpu.md, stop 22).
   "pool_std": {"model.encoder_readout": "pool", "model.pool_stats": ("std",)},
+  # Ours: the pooled readout also takes each input bin's mean and std over time.
+  "pool_input": {"model.encoder_readout": "pool", "model.pool_input": True},
 }
 
 

@@ -7,7 +7,8 @@
   pools them over time (mean and std per frequency row and channel), so that
   z does not depend on where in the song a segment starts, or pools every
   convolution's features over time and concatenates them ("multilevel"); the
-  pooled statistics are the mean and std, or either alone (`pool_stats`). With
+  pooled statistics are the mean and std, or either alone (`pool_stats`), and
+  with `pool_input` the input's own (each bin's over the frames) lead. With
   `features=True` it also returns the vector the readout maps to z, BigBiGAN's
   alternative embedding. Its convolutions are 2-D over (frequency, time), or
   with `conv="time"` 1-D over time with every frequency bin an input channel
@@ -118,6 +119,7 @@ class Encoder(nn.Module):
   readout: str = "flatten"  # One of READOUTS.
   conv: str = "2d"  # One of ENCODER_CONVS.
   pool_stats: Sequence[str] = POOL_STATS  # What the pooled readouts take over time.
+  pool_input: bool = False  # The pooled readouts also take the input's own statistics.
   kernel: int = 4  # Side of each stride-2 convolution's kernel.
   negative_slope: float = 0.2  # Leaky ReLU's.
   norm_groups: int = 8  # GroupNorm's groups (at most the channels).
@@ -140,6 +142,8 @@ class Encoder(nn.Module):
       layers.append(h)
     if self.readout in ("pool", "multilevel"):
       pooled = layers[-1:] if self.readout == "pool" else layers
+      if self.pool_input:  # Each bin's statistics over frames, before any layer.
+        pooled = [jnp.swapaxes(x, 1, 2)[:, None], *pooled]
       stats = [time_pool(a.astype(jnp.float32), self.pool_stats) for a in pooled]
       h = jnp.concatenate(stats, axis=-1).astype(self.dtype)
     elif self.readout == "flatten":
@@ -266,6 +270,7 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     readout=model_config.encoder_readout,
     conv=model_config.get("encoder_conv", "2d"),
     pool_stats=tuple(model_config.get("pool_stats", POOL_STATS)),
+    pool_input=model_config.get("pool_input", False),
     kernel=model_config.conv_kernel,
     negative_slope=model_config.negative_slope,
     norm_groups=model_config.norm_groups,

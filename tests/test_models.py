@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import ali_lsgan
-from song2vec import models
+from song2vec import embed, models
 
 
 def test_feature_shapes_round_up():
@@ -133,6 +133,16 @@ def test_pool_stats_choose_the_statistics_the_readout_takes():
     np.testing.assert_allclose(one_features, part.reshape((2, -1)), rtol=1e-6)
   with pytest.raises(ValueError, match="pooled statistics"):
     models.time_pool(jnp.zeros((1, 2, 3, 4)), ("max",))
+
+
+def test_pool_input_leads_the_readout_with_each_bins_statistics():
+  x = jax.random.normal(jax.random.key(0), (2, 16, 32))  # [B, F, T]
+  encoder = models.Encoder(z_dim=6, channels=(4, 8), readout="pool", pool_input=True)
+  params = encoder.init(jax.random.key(1), x)
+  _, features = encoder.apply(params, x, features=True)
+  assert features.shape == (2, 16 * 2 + 4 * 8 * 2)
+  # The spectral-statistics baseline's numbers (up to the std's small floor).
+  np.testing.assert_allclose(features[:, :32], embed.spectral_stats(np.asarray(x)), atol=1e-5)
 
 
 def test_time_convolutions_see_each_frames_whole_spectrum():
