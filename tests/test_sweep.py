@@ -62,6 +62,7 @@ def test_runner_runs_skips_records_crashes_and_aggregates(genre_tree, tmp_path):
   reference = rows["reference: Untrained encoder"]  # Scored in both finished runs.
   assert reference["runs"] == 2 and len(reference["all_labels AMI"]) == 2
   assert "reference: PCA-2" in rows and "reference: MFCC stats" in rows
+  assert "reference: Spectral stats" in rows
   assert rows["broken"]["failed"] == 1
   assert rows["plain"]["codes_collapsed"].endswith("/2")
   # Over the tail: seed 0's D wins outright with collapsed codes; seed 1's D
