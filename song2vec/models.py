@@ -103,11 +103,9 @@ def time_pool(h: jax.Array, stats: Sequence[str] = POOL_STATS) -> jax.Array:
   """
   if not stats or any(s not in POOL_STATS for s in stats):
     raise ValueError(f"pooled statistics must be some of {POOL_STATS}, got {stats!r}")
-  pooled = {
-    "mean": lambda: jnp.mean(h, axis=2),
-    "std": lambda: jnp.sqrt(jnp.var(h, axis=2) + 1e-6),
-  }
-  return jnp.concatenate([pooled[s]() for s in stats], axis=-1).reshape((h.shape[0], -1))
+  # Under jit an unused statistic is never computed.
+  pooled = {"mean": jnp.mean(h, axis=2), "std": jnp.sqrt(jnp.var(h, axis=2) + 1e-6)}
+  return jnp.concatenate([pooled[s] for s in stats], axis=-1).reshape((h.shape[0], -1))
 
 
 class Encoder(nn.Module):
