@@ -145,6 +145,8 @@ class Encoder(nn.Module):
       stats = [time_pool(a.astype(jnp.float32), self.pool_stats) for a in pooled]
       h = jnp.concatenate(stats, axis=-1).astype(self.dtype)
     elif self.readout == "flatten":
+      if self.pool_input:
+        raise ValueError("model.pool_input needs a pooled encoder readout ('pool' or 'multilevel')")
       h = h.reshape((h.shape[0], -1))
     else:
       raise ValueError(f"encoder readout must be one of {READOUTS}, got {self.readout!r}")

@@ -143,6 +143,10 @@ def test_pool_input_leads_the_readout_with_each_bins_statistics():
   assert features.shape == (2, 16 * 2 + 4 * 8 * 2)
   # The spectral-statistics baseline's numbers (up to the std's small floor).
   np.testing.assert_allclose(features[:, :32], embed.spectral_stats(np.asarray(x)), atol=1e-5)
+  # The flattened readout pools nothing, so it says so rather than ignore the switch.
+  flat = models.Encoder(z_dim=6, channels=(4, 8), readout="flatten", pool_input=True)
+  with pytest.raises(ValueError, match="pool_input"):
+    flat.init(jax.random.key(1), x)
 
 
 def test_time_convolutions_see_each_frames_whole_spectrum():
