@@ -125,11 +125,12 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, features: bool = False):
+    frames = jnp.swapaxes(x, 1, 2)[:, None]  # [B, 1, T, F]: one row, the bins as channels.
     if self.conv == "2d":  # [B, F, T, 1]
       h = x[..., None].astype(self.dtype)
       k, strides = (self.kernel, self.kernel), (2, 2)
-    elif self.conv == "time":  # [B, 1, T, F]: one row, the bins as channels.
-      h = jnp.swapaxes(x, 1, 2)[:, None].astype(self.dtype)
+    elif self.conv == "time":
+      h = frames.astype(self.dtype)
       k, strides = (1, self.kernel), (1, 2)
     else:
       raise ValueError(f"encoder conv must be one of {ENCODER_CONVS}, got {self.conv!r}")
@@ -141,7 +142,7 @@ class Encoder(nn.Module):
     if self.readout in ("pool", "multilevel"):
       pooled = layers[-1:] if self.readout == "pool" else layers
       if self.pool_input:  # Each bin's statistics over frames, before any layer.
-        pooled = [jnp.swapaxes(x, 1, 2)[:, None], *pooled]
+        pooled = [frames, *pooled]
       stats = [time_pool(a.astype(jnp.float32), self.pool_stats) for a in pooled]
       h = jnp.concatenate(stats, axis=-1).astype(self.dtype)
     elif self.readout == "flatten":

@@ -29,8 +29,8 @@ from song2vec import embed, health, report
 from song2vec.metric_writers import read_jsonl
 
 SPLIT = "validation"  # Sweeps choose recipes: they read the validation split only.
-# Scored in every run's report beside ALI; the sweep's rows are read against them.
-# PCA-<components>, as reported.
+# Scored in every run's report beside ALI; the sweep's rows are read against them
+# (PCA as reported, PCA-<components>).
 REFERENCES = (embed.UNTRAINED, "PCA", embed.MFCC, embed.SPECTRAL)
 FINALS = ("d_loss", "g_loss", "val_d_accuracy", "val_d_gap", "z_eff_dim", "x_recon_rel")
 
