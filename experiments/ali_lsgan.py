@@ -84,6 +84,10 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # Report: "2d" convolutions; "time": 1-D over time with the frequency bins as
   # channels (Dieleman & Schrauwen 2014), each frame's spectrum mapped as a whole.
   config.model.encoder_conv = "2d"
+  # Ours: the game (E, G_x, D, the cycles) is played on segments less their
+  # overall level ("level": the mean over bins and frames) or less each bin's
+  # mean over frames ("bins", cepstral mean normalisation); report: "none".
+  config.model.input_centering = "none"
   config.model.embedding = "z"  # Report: G_z(x); "features": BigBiGAN's pre-z readout.
   config.model.d_arch = "report"  # "ali": Dumoulin et al.'s D (embed x and z, 2-layer joint MLP).
   config.model.d_spectral_norm = False  # Miyato et al. 2018 on every D layer.

@@ -60,6 +60,11 @@ REMEDIES = {
   "pool_std": {"model.encoder_readout": "pool", "model.pool_stats": ("std",)},
   # Ours: the pooled readout also takes each input bin's mean and std over time.
   "pool_input": {"model.encoder_readout": "pool", "model.pool_input": True},
+  # Ours: the game is played on segments less their overall level, which the
+  # embedded corpus draws at random (docs/remedies_cpu.md, stop 23) ...
+  "center_level": {"model.input_centering": "level"},
+  # ... or less each bin's mean over time (cepstral mean normalisation).
+  "center_bins": {"model.input_centering": "bins"},
 }
 
 

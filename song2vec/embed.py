@@ -132,8 +132,11 @@ def encoder_apply(model_config: ml_collections.ConfigDict, shape):
   if kind not in EMBEDDINGS:
     raise ValueError(f"model.embedding must be one of {EMBEDDINGS}, got {kind!r}")
   encoder, _, _ = models.make_models(model_config, shape)
+  centering = model_config.get("input_centering", "none")
+  input_pipeline.centering_axes(centering)  # An unknown name fails here, not under jit.
 
   def apply(p, xb):
+    xb = input_pipeline.center(xb, centering)  # As the encoder saw segments in training.
     z, features = encoder.apply(p, xb, features=True)
     if kind == "features":
       return features

@@ -84,6 +84,7 @@ def make_batch_fn(config: ml_collections.ConfigDict, dataset_dir: str):
       shuffle_buffer=config.train.shuffle_buffer,
       num_devices=num_devices if train.data_parallel(num_devices) else 0,
       keys=("spectrogram",),
+      centering=config.model.get("input_centering", "none"),
     )
 
   return make_batches
@@ -100,7 +101,8 @@ def diagnostic_segments(config: ml_collections.ConfigDict, dataset_dir: str):
     logging.warning("%s has no validation split: diagnostics use a training batch", dataset_dir)
     return None
   n = config.train.diag_examples
-  return embed.load_segments(dataset_dir, "validation", max_examples=n, seed=config.seed).x
+  x = embed.load_segments(dataset_dir, "validation", max_examples=n, seed=config.seed).x
+  return input_pipeline.center(x, config.model.get("input_centering", "none"))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:

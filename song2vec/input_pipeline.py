@@ -88,18 +88,44 @@ def shard_files(
   return files[process_index::process_count]
 
 
-def _parser(info: DatasetInfo, keys: tuple[str, ...]):
+# What each `model.input_centering` removes from a segment [..., bins, frames]:
+# "level", its mean over all bins and frames (its overall loudness); "bins",
+# each bin's mean over its frames (cepstral mean normalisation: the static
+# spectrum, on the embedded corpus the fingerprint of its piece;
+# docs/remedies_cpu.md, stop 22).
+CENTERING_AXES = {"none": None, "level": (-2, -1), "bins": (-1,)}
+
+
+def centering_axes(how: str) -> tuple[int, ...] | None:
+  """The axes `how` averages a segment over, or None ("none"); an unknown name is an error."""
+  if how not in CENTERING_AXES:
+    raise ValueError(f"model.input_centering must be one of {tuple(CENTERING_AXES)}, got {how!r}")
+  return CENTERING_AXES[how]
+
+
+def center(x, how: str):
+  """x [..., bins, frames] less what `how` names (see CENTERING_AXES); numpy or JAX.
+
+  The input pipeline's `centering=` does the same in TensorFlow.
+  """
+  axes = centering_axes(how)
+  return x if axes is None else x - x.mean(axis=axes, keepdims=True)
+
+
+def _parser(info: DatasetInfo, keys: tuple[str, ...], centering: str = "none"):
   spec = {k: v for k, v in writer.parse_spec().items() if k in keys}
   mean = tf.constant(info.mean[:, None])
   inv_std = tf.constant(1.0 / info.std[:, None])
   bins, frames = info.shape
+  axes = centering_axes(centering)
 
   def parse(serialized):  # A batch of serialized examples.
     ex = tf.io.parse_example(serialized, spec)
     if "spectrogram" in ex:
       x = tf.io.decode_raw(ex["spectrogram"], tf.float32)
       x = tf.reshape(x, [-1, bins, frames])
-      ex["spectrogram"] = (x - mean) * inv_std
+      x = (x - mean) * inv_std
+      ex["spectrogram"] = x if axes is None else x - tf.reduce_mean(x, axis=axes, keepdims=True)
     return ex
 
   return parse
@@ -174,6 +200,7 @@ def train_iterator(
   split: str = "train",
   repeat: bool = True,
   start_batch: int = 0,
+  centering: str = "none",
 ) -> Iterator[dict[str, np.ndarray]]:
   """Endless shuffled batches of normalised spectrograms, in a seeded order.
 
@@ -199,6 +226,7 @@ def train_iterator(
     repeat: cycle forever (training) or stop after one pass.
     start_batch: the first batch to yield, counted from the start of the
       first epoch (a resumed run passes the number of batches already used).
+    centering: what to remove from each segment (see CENTERING_AXES).
 
   Yields:
     dicts of numpy arrays; "spectrogram" is [..., bins, frames] float32.
@@ -222,7 +250,7 @@ def train_iterator(
   ds = epochs.flat_map(_epoch_fn(files, seed, shuffle_buffer))
   ds = ds.skip(skip)  # Serialized records: skipping them costs reading, not parsing.
   ds = ds.batch(batch_size, drop_remainder=True)
-  ds = ds.map(_parser(info, keys), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(_parser(info, keys, centering), num_parallel_calls=tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True  # The order is the point; parallel stages keep it.
   ds = ds.prefetch(tf.data.AUTOTUNE).with_options(options)

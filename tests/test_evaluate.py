@@ -15,7 +15,7 @@ from test_train import tiny_config
 from conftest import TINY
 from data_prep import builder
 from experiments import ali_lsgan
-from song2vec import embed, evaluate, report, train
+from song2vec import embed, evaluate, input_pipeline, report, train
 
 
 def test_scores_match_scikit_learn_on_known_partitions():
@@ -229,6 +229,26 @@ def test_encoding_in_batches_equals_one_call_and_handles_no_segments():
   assert embed.encode_in_batches(apply, params, x[:0], 4).shape == (0, config.model.z_dim)
   config.model.embedding = "bogus"
   with pytest.raises(ValueError, match="model.embedding"):
+    embed.encoder_apply(config.model, (16, 12))
+
+
+@pytest.mark.parametrize("centering, offset_shape", [("level", (4, 1, 1)), ("bins", (4, 16, 1))])
+def test_centred_encoder_ignores_what_its_centering_removes(centering, offset_shape):
+  config = tiny_config()
+  params = embed.untrained_encoder_params(config.model, (16, 12), 0)
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((4, 16, 12)).astype(np.float32)
+  shifted = x + rng.normal(size=offset_shape).astype(np.float32)  # A level per segment (and bin).
+  plain = embed.encoder_apply(config.model, (16, 12))
+  assert not np.allclose(plain(params, x), plain(params, shifted), atol=1e-3)
+  config.model.input_centering = centering
+  centred = embed.encoder_apply(config.model, (16, 12))
+  np.testing.assert_allclose(centred(params, x), centred(params, shifted), atol=1e-4)
+  np.testing.assert_allclose(
+    centred(params, x), plain(params, input_pipeline.center(x, centering)), atol=1e-5
+  )
+  config.model.input_centering = "bogus"
+  with pytest.raises(ValueError, match="input_centering"):
     embed.encoder_apply(config.model, (16, 12))
 
 

@@ -168,6 +168,29 @@ def test_a_resumed_experiment_reads_the_batches_it_would_have(dataset):
     np.testing.assert_array_equal(a["spectrogram"], b["spectrogram"])
 
 
+@pytest.mark.parametrize("centering, axes", [("level", (-2, -1)), ("bins", (-1,))])
+def test_centred_batches_are_the_plain_ones_less_what_the_centering_names(dataset, centering, axes):
+  from experiments import ali_lsgan
+  from song2vec import experiment
+
+  plain = next(input_pipeline.train_iterator(dataset, 4, keys=_KEYS))["spectrogram"]
+  centred = next(input_pipeline.train_iterator(dataset, 4, keys=_KEYS, centering=centering))
+  centred = centred["spectrogram"]
+  np.testing.assert_allclose(centred, input_pipeline.center(plain, centering), atol=1e-5)
+  assert np.abs(centred.mean(axis=axes)).max() < 1e-5
+  assert np.abs(plain.mean(axis=axes)).max() > 0.05  # The plain batch had levels to remove.
+  # The experiment centres its training batches and its diagnostic segments alike.
+  config = ali_lsgan.get_config("cpu")
+  config.train.batch_size = 4
+  config.train.num_devices = 1
+  config.model.input_centering = centering
+  np.testing.assert_array_equal(
+    next(experiment.make_batch_fn(config, dataset)(0))["spectrogram"], centred
+  )
+  diag = experiment.diagnostic_segments(config, dataset)
+  assert np.abs(diag.mean(axis=axes)).max() < 1e-5
+
+
 def test_start_batch_without_repeat_yields_the_rest_of_the_pass(dataset):
   n = input_pipeline.load_info(dataset).num_examples["train"]
   whole = list(input_pipeline.train_iterator(dataset, 4, keys=_KEYS, repeat=False))
