@@ -114,6 +114,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.loss.cycle_x_weight = 0.0  # ALICE (Li et al. 2017): lambda_x |x - G_x(G_z(x))|.
   config.loss.cycle_z_weight = 0.0  # ALICE: lambda_z |z - G_z(G_x(z))|.
   config.loss.cycle_norm = "l1"  # ALICE's cycle terms: "l1" or "l2".
+  # ALICE: the x-cycle compares spectrograms ("x"); ours: "stats", each bin's
+  # mean and std over frames (a feature-space reconstruction, as Larsen et al. 2016).
+  config.loss.cycle_x_on = "x"
   # WAE (Tolstikhin et al. 2018): lambda MMD(E(x), N(0, I)) in the E+G loss, with
   # the inverse multiquadratics kernel at C = 2 * z_dim * scale for each scale.
   config.loss.prior_mmd_weight = 0.0

@@ -175,6 +175,31 @@ def cycle(a: jax.Array, b: jax.Array, norm: str = "l1") -> jax.Array:
   raise ValueError(f"cycle norm must be 'l1' or 'l2', got {norm!r}")
 
 
+def bin_stats(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+  """Each frequency bin's mean and std over frames: [..., bins, frames] -> [..., 2 * bins].
+
+  `eps` keeps the std's gradient finite for a constant bin.
+  """
+  mean = jnp.mean(x, axis=-1)
+  std = jnp.sqrt(jnp.var(x, axis=-1) + eps)
+  return jnp.concatenate([mean, std], axis=-1)
+
+
+def cycle_x_views(x: jax.Array, x_rec: jax.Array, on: str = "x") -> tuple[jax.Array, jax.Array]:
+  """What ALICE's x-cycle term compares of x and G_x(G_z(x)) (`loss.cycle_x_on`).
+
+  "x": the spectrograms themselves (ALICE). "stats": each bin's mean and std
+  over frames (ours; a reconstruction in a feature space, as Larsen et al.
+  2016 reconstruct in D's): the code must carry the segment's spectral
+  statistics, not where each note sits in it.
+  """
+  if on == "x":
+    return x, x_rec
+  if on == "stats":
+    return bin_stats(x), bin_stats(x_rec)
+  raise ValueError(f"loss.cycle_x_on must be 'x' or 'stats', got {on!r}")
+
+
 def prior_mmd(z: jax.Array, z_prior: jax.Array, scales: tuple[float, ...] = (1.0,)) -> jax.Array:
   """WAE-MMD (Tolstikhin et al., 2018): unbiased MMD^2 between codes and prior draws.
 

@@ -202,7 +202,8 @@ def _forward(
     # ALICE (Li et al., 2017): cycle terms that make E and G invert each other.
     if loss.cycle_x_weight:
       x_rec = setup.decoder.apply(g_params["decoder"], z_enc)
-      parts["cycle_x"] = losses.cycle(x, x_rec, loss.cycle_norm)
+      views = losses.cycle_x_views(x, x_rec, loss.get("cycle_x_on", "x"))
+      parts["cycle_x"] = losses.cycle(*views, loss.cycle_norm)
       parts["g_loss"] = parts["g_loss"] + loss.cycle_x_weight * parts["cycle_x"]
     if loss.cycle_z_weight:
       z_rec = _code(setup, setup.encoder.apply(g_params["encoder"], x_dec))

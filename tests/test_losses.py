@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -124,6 +125,23 @@ def test_cycle_terms_by_hand():
   assert float(losses.cycle(a, b, "l2")) == pytest.approx((0.25 + 4.0) / 2)
   with pytest.raises(ValueError, match="cycle norm"):
     losses.cycle(a, b, "l3")
+
+
+def test_x_cycle_on_stats_ignores_where_in_the_segment_each_frame_sits():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 5, 8)), jnp.float32)  # [n, bins, frames]
+  shuffled = x[..., rng.permutation(8)]  # The same frames in another order.
+  stats = losses.bin_stats(x)
+  assert stats.shape == (2, 10)
+  np.testing.assert_allclose(stats[:, :5], x.mean(-1), atol=1e-6)
+  np.testing.assert_allclose(stats[:, 5:], x.std(-1), atol=1e-5)
+  assert float(losses.cycle(*losses.cycle_x_views(x, shuffled, "stats"))) < 1e-6
+  assert float(losses.cycle(*losses.cycle_x_views(x, shuffled, "x"))) > 0.5
+  louder = x + 1.0  # A level the spectrogram's statistics do see.
+  assert float(losses.cycle(*losses.cycle_x_views(x, louder, "stats"))) > 0.4
+  assert np.isfinite(jax.grad(lambda y: losses.bin_stats(y).sum())(jnp.zeros((5, 8)))).all()
+  with pytest.raises(ValueError, match="cycle_x_on"):
+    losses.cycle_x_views(x, x, "frames")
 
 
 def test_prior_mmd_is_near_zero_on_the_prior_and_grows_with_drift():
