@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from song2vec import models
+
 
 def least_squares(
   d_enc: jax.Array,
@@ -175,16 +177,6 @@ def cycle(a: jax.Array, b: jax.Array, norm: str = "l1") -> jax.Array:
   raise ValueError(f"cycle norm must be 'l1' or 'l2', got {norm!r}")
 
 
-def bin_stats(x: jax.Array, eps: float = 1e-6) -> jax.Array:
-  """Each frequency bin's mean and std over frames: [..., bins, frames] -> [..., 2 * bins].
-
-  `eps` keeps the std's gradient finite for a constant bin.
-  """
-  mean = jnp.mean(x, axis=-1)
-  std = jnp.sqrt(jnp.var(x, axis=-1) + eps)
-  return jnp.concatenate([mean, std], axis=-1)
-
-
 def cycle_x_views(x: jax.Array, x_rec: jax.Array, on: str = "x") -> tuple[jax.Array, jax.Array]:
   """What ALICE's x-cycle term compares of x and G_x(G_z(x)) (`loss.cycle_x_on`).
 
@@ -195,8 +187,8 @@ def cycle_x_views(x: jax.Array, x_rec: jax.Array, on: str = "x") -> tuple[jax.Ar
   """
   if on == "x":
     return x, x_rec
-  if on == "stats":
-    return bin_stats(x), bin_stats(x_rec)
+  if on == "stats":  # The pooled readout's statistics, the bins as rows of one channel.
+    return models.time_pool(x[..., None]), models.time_pool(x_rec[..., None])
   raise ValueError(f"loss.cycle_x_on must be 'x' or 'stats', got {on!r}")
 
 
