@@ -35,8 +35,15 @@ setup(
     "plotly>=5.20,<8",
   ],
   extras_require={
-    # pytest-xdist: the suite on both cores (pyproject's addopts).
-    "dev": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "ruff>=0.6", "apache-beam>=2.60,<3"],
+    # pytest-xdist: the suite on both cores; pytest-timeout: a hung test fails
+    # (both set in pyproject's addopts).
+    "dev": [
+      "pytest>=8,<10",
+      "pytest-xdist>=3.5,<4",
+      "pytest-timeout>=2.3,<3",
+      "ruff>=0.6",
+      "apache-beam>=2.60,<3",
+    ],
     # data_prep on Apache Beam (python -m data_prep --runner=...).
     "beam": ["apache-beam>=2.60,<3"],
     # bench/ann.py's peers, and the map's check in a headless browser.

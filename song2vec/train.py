@@ -398,8 +398,18 @@ def replicate(tree, num_devices: int):
   )
 
 
+def first_replica(tree):
+  """Device 0's shard of each leaf of a replicated tree, [1, ...] on that device.
+
+  Reads the shard in place: nothing runs on the devices. (An eager `x[0]` on a
+  sharded array compiles and runs a gather for every leaf, every step.)
+  """
+  return jax.tree.map(lambda x: x.addressable_shards[0].data, tree)
+
+
 def unreplicate(tree):
-  return jax.tree.map(lambda x: x[0], tree)
+  """Device 0's copy of a replicated tree, on the host (numpy), in one transfer."""
+  return jax.tree.map(lambda x: x[0], jax.device_get(first_replica(tree)))
 
 
 class _Terminate:
@@ -582,7 +592,14 @@ def train(
   num_devices = resolve_devices(t.num_devices)
   setup = make_setup(config, shape)
   d_fn, g_fn = compile_steps(setup, num_devices)
-  diag_fn = jax.jit(functools.partial(diagnostics, setup))
+  parallel = data_parallel(num_devices)
+
+  def diag_of(state, x, key):
+    if parallel:  # `state` is device 0's replica, each leaf [1, ...] (first_replica).
+      state = jax.tree.map(lambda a: a[0], state)
+    return diagnostics(setup, state, x, key)
+
+  diag_fn = jax.jit(diag_of)
   # Fixed prior samples and noise for the diagnostics, so that their curves
   # move only with the model.
   diag_key = jax.random.fold_in(models.train_key(config.seed), DIAG_STREAM)
@@ -607,11 +624,13 @@ def train(
   def save(step, host_state):
     manager.save(step, args=ocp.args.StandardSave(host_state), force=True)
 
-  parallel = data_parallel(num_devices)
   if parallel:
     state = replicate(state, num_devices)
-  # Device 0's copy of anything the pmapped steps return or take; identity on one device.
-  local = unreplicate if parallel else (lambda tree: tree)
+  # Device 0's copy of anything the pmapped steps return or take: on the host
+  # (`to_host`), or left on device 0 for the diagnostics (`on_device`, whose
+  # jitted program drops the replica axis itself); on one device, as it is.
+  to_host = unreplicate if parallel else jax.device_get
+  on_device = first_replica if parallel else (lambda tree: tree)
   batches = make_batches(start)
   if diag_x is None:
     first = next(make_batches(0))["spectrogram"]
@@ -626,7 +645,7 @@ def train(
 
   def fetch(step: int) -> None:
     """Fetches the pending steps' metrics and checks their losses; `step` is the last one."""
-    fetched = jax.device_get(pending)
+    fetched = to_host(pending)
     first = step - len(fetched) + 1
     pending.clear()
     for i, metrics in enumerate(fetched):
@@ -647,14 +666,14 @@ def train(
       for step in range(start, t.num_steps):
         if term.requested:
           fetch(step)
-          save(step, jax.device_get(local(state)))
+          save(step, to_host(state))
           manager.wait_until_finished()
           logging.warning("SIGTERM: saved step %d in %s, exiting", step, ckpt_dir)
           raise SystemExit(128 + signal.SIGTERM)
         batch = next(batches)
         fn = d_fn if is_d_step(step, t.g_steps_per_d_step) else g_fn
         state, metrics = fn(state, batch)
-        pending.append(local(metrics))
+        pending.append(metrics)
         bar.update(1)
         done = step + 1
         log_now = done % t.log_every == 0 or done == t.num_steps
@@ -665,7 +684,7 @@ def train(
           # D-only metrics (d_kernel_l2) average over the window's D steps.
           keys = sorted(set().union(*window))
           scalars = {k: float(np.mean([m[k] for m in window if k in m])) for k in keys}
-          diag = diag_fn(local(state), diag_x, diag_key)
+          diag = diag_fn(on_device(state), diag_x, diag_key)
           scalars.update({k: float(v) for k, v in diag.items()})
           scalars["steps_per_s"] = len(window) / (time.perf_counter() - window_start)
           writer.write(done, scalars)
@@ -674,7 +693,7 @@ def train(
           window_start = time.perf_counter()
         if save_now:
           # A host copy: safe to save while the next step donates the device state.
-          host_state = jax.device_get(local(state))
+          host_state = to_host(state)
           save(done, host_state)
   finally:
     bar.close()
@@ -684,4 +703,4 @@ def train(
   records = read_jsonl(os.path.join(workdir, "metrics.jsonl")) if primary else []
   if records:
     plots.loss_curves(records, os.path.join(workdir, "loss_curves.png"), title=config.name)
-  return host_state if host_state is not None else jax.device_get(local(state))
+  return host_state if host_state is not None else to_host(state)

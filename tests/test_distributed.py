@@ -56,7 +56,11 @@ def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
     )
     for i in range(2)
   ]
-  outputs = [p.communicate(timeout=600)[0] for p in procs]
+  try:
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+  finally:  # A worker that died leaves its peer waiting in a collective: end both.
+    for p in procs:
+      p.kill()
   for p, out in zip(procs, outputs, strict=True):
     assert p.returncode == 0, out[-3000:]
   two = np.load(os.path.join(workdir, "params.npz"))
