@@ -105,6 +105,12 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # (unstated) scale. Ours is in units of each bin's train std (inputs are
   # normalised to unit variance per bin): 0.3 blurs fine detail, keeps shape.
   config.loss.instance_noise_std = 0.3
+  # DiffAugment (Zhao et al. 2020): the same random transforms on every x D sees,
+  # a comma-separated policy of song2vec.augment.POLICIES ("color,translation,
+  # cutout" is the paper's); report: "" (none).
+  config.loss.d_augment = ""
+  config.loss.d_augment_translation = 0.125  # DiffAugment: most shift, of each axis.
+  config.loss.d_augment_cutout = 0.5  # DiffAugment: the cut rectangle's side, of each axis.
   # Report: L2 on D's conv kernels (weight unstated). Ours; the logged
   # d_l2_penalty shows its size beside d_loss.
   config.loss.d_kernel_l2 = 1e-4

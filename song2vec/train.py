@@ -32,7 +32,7 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from song2vec import losses, models, plots
+from song2vec import augment, losses, models, plots
 from song2vec.metric_writers import MetricWriter, NullWriter, read_jsonl
 from song2vec.progress import progress_bar
 
@@ -64,6 +64,7 @@ class Setup(NamedTuple):
 
 AXIS = "batch"  # The pmapped device axis.
 DIAG_STREAM = 0x7FFFFFFF  # fold_in value of the diagnostics' key, apart from every step's.
+AUGMENT_STREAM = 0x7FFFFFFE  # fold_in value of D's augmentation keys within a step's key.
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -135,6 +136,30 @@ def target_mean(loss: ml_collections.ConfigDict) -> float:
   return 0.5 * (lo + hi)
 
 
+def d_inputs(loss: ml_collections.ConfigDict, x, x_dec, key, index):
+  """D's two spectrogram inputs after DiffAugment (`loss.d_augment`; none by default).
+
+  Each pair kind and each example (by its index in the global batch) gets its
+  own draw, from a stream of `key` that no other draw of the step uses.
+  """
+  policy = augment.parse_policy(loss.get("d_augment", ""))
+  if not policy:
+    return x, x_dec
+  root = jax.random.fold_in(key, AUGMENT_STREAM)
+
+  def keys(kind):
+    return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, kind), i))(index)
+
+  ratios = {
+    "translation_ratio": loss.d_augment_translation,
+    "cutout_ratio": loss.d_augment_cutout,
+  }
+  return (
+    augment.augment(x, keys(0), policy, **ratios),
+    augment.augment(x_dec, keys(1), policy, **ratios),
+  )
+
+
 def _forward(
   setup: Setup, state: TrainState, g_params, d_params, x, key, axis_name, *, d_step: bool
 ):
@@ -158,9 +183,8 @@ def _forward(
       jax.random.uniform(k[4], (), minval=lo, maxval=hi),
     )
 
-  z_prior, eps, noise_enc, noise_dec, dec_target = jax.vmap(draws)(
-    _global_index(x.shape[0], axis_name)
-  )
+  index = _global_index(x.shape[0], axis_name)
+  z_prior, eps, noise_enc, noise_dec, dec_target = jax.vmap(draws)(index)
   z_enc = _code(setup, setup.encoder.apply(g_params["encoder"], x), eps)
   x_dec = setup.decoder.apply(g_params["decoder"], z_prior)
   if d_step:
@@ -187,8 +211,9 @@ def _forward(
     )
     return out, dict(new)
 
-  d_enc, stats = score(x + std * noise_enc, z_enc, k_enc)
-  d_dec, stats = score(x_dec + std * noise_dec, z_prior, k_dec)
+  x_enc_in, x_dec_in = d_inputs(loss, x, x_dec, key, index)
+  d_enc, stats = score(x_enc_in + std * noise_enc, z_enc, k_enc)
+  d_dec, stats = score(x_dec_in + std * noise_dec, z_prior, k_dec)
   parts = losses.ali_game(
     loss.objective,
     d_enc,
@@ -315,8 +340,8 @@ def diagnostics(setup: Setup, state: TrainState, x: jax.Array, key: jax.Array) -
   G_z(G_x(z)) against predicting 0, and x again from another segment's code
   (the batch's codes rolled by one: equal to x's own when G_x ignores its
   code, as a decoder that has collapsed to one output does); D's accuracy and output gap at the
-  midpoint of its targets, on instance-noised inputs as in training, without
-  dropout. Nothing here changes the state.
+  midpoint of its targets, on instance-noised (and augmented) inputs as in
+  training, without dropout. Nothing here changes the state.
   """
   loss = setup.loss
   enc, dec, d = setup.encoder, setup.decoder, setup.discriminator
@@ -331,8 +356,9 @@ def diagnostics(setup: Setup, state: TrainState, x: jax.Array, key: jax.Array) -
   z_rec = _code(setup, enc.apply(state.g_params["encoder"], x_dec))
   variables = {**state.d_params, **state.d_stats}
   noise = loss.instance_noise_std * jax.random.normal(k_noise, (2, *x.shape))
-  s_enc = d.apply(variables, x + noise[0], z, train=False)["xz"]
-  s_dec = d.apply(variables, x_dec + noise[1], z_prior, train=False)["xz"]
+  x_enc_in, x_dec_in = d_inputs(loss, x, x_dec, key, jnp.arange(x.shape[0]))
+  s_enc = d.apply(variables, x_enc_in + noise[0], z, train=False)["xz"]
+  s_dec = d.apply(variables, x_dec_in + noise[1], z_prior, train=False)["xz"]
   if loss.objective == "sigmoid":
     s_enc, s_dec = jax.nn.sigmoid(s_enc), jax.nn.sigmoid(s_dec)
   decision = losses.decision_metrics(s_enc, s_dec, target_mean(loss))
