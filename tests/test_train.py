@@ -309,6 +309,7 @@ def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion(
       {"encoder_readout": "pool", "stochastic_encoder": True},
       {"cycle_x_weight": 1.0, "cycle_z_weight": 1.0, "prior_mmd_weight": 10.0},
     ),
+    ({}, {"d_augment": "color,translation,cutout"}),  # Drawn by global index.
   ],
 )
 def test_remedies_train_on_one_and_four_devices_alike(model, loss):
@@ -343,6 +344,31 @@ def test_remedies_train_on_one_and_four_devices_alike(model, loss):
     before = train.init_state(setup, SHAPE, seed=0).d_stats
     moved = jax.tree.map(lambda a, b: not np.allclose(a, b), before, jax.device_get(single.d_stats))
     assert any(jax.tree.leaves(moved))
+
+
+def test_diffaugment_changes_only_what_d_sees():
+  config = tiny_config()
+  config.loss.update({"cycle_x_weight": 1.0, "cycle_z_weight": 1.0})
+  augmented = tiny_config()
+  augmented.loss.update({**config.loss, "d_augment": "color,translation,cutout"})
+  x, key = batch_for(0)["spectrogram"], jax.random.key(0)
+  runs = {}
+  for name, c in (("plain", config), ("augmented", augmented)):
+    setup = train.make_setup(c, SHAPE)
+    state = train.init_state(setup, SHAPE, seed=0)
+    _, d_metrics = train.d_step(setup, state, batch_for(0))
+    _, g_metrics = train.g_step(setup, state, batch_for(1))
+    runs[name] = (train.diagnostics(setup, state, x, key), d_metrics, g_metrics)
+  (diag, d_plain, g_plain), (diag_aug, d_aug, g_aug) = runs["plain"], runs["augmented"]
+  # E, G_x and the cycle terms see x untouched ...
+  for k in ("z_eff_dim", "x_recon_rel", "z_recon_rel"):
+    np.testing.assert_array_equal(diag_aug[k], diag[k], err_msg=k)
+  for k in ("cycle_x", "cycle_z"):
+    np.testing.assert_array_equal(g_aug[k], g_plain[k], err_msg=k)
+  # ... while D scores augmented segments, in its step, in E+G's and in the diagnostics.
+  assert not np.isclose(d_aug["d_loss"], d_plain["d_loss"])
+  assert not np.isclose(g_aug["g_loss"], g_plain["g_loss"])
+  assert not np.isclose(diag_aug["val_d_gap"], diag["val_d_gap"])
 
 
 def test_the_decoder_can_learn_at_its_own_rate():
