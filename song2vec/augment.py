@@ -19,6 +19,7 @@ The reference's image transforms carried over to a one-channel spectrogram
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -43,15 +44,20 @@ def color(x: jax.Array, key: jax.Array) -> jax.Array:
   return (x - mean) * jax.random.uniform(k_contrast, (), minval=0.5, maxval=1.5) + mean
 
 
+def _along(v: jax.Array, axis: int, ndim: int) -> jax.Array:
+  """A vector over one axis, shaped to broadcast against an ndim-array."""
+  shape = [1] * ndim
+  shape[axis] = v.shape[0]
+  return v.reshape(shape)
+
+
 def _shift(x: jax.Array, shift: jax.Array, axis: int) -> jax.Array:
   """out[i] = x[i - shift] along `axis`, zero where i - shift falls outside."""
   n = x.shape[axis]
   source = jnp.arange(n) - shift
   inside = (source >= 0) & (source < n)
   moved = jnp.take(x, jnp.clip(source, 0, n - 1), axis=axis)
-  shape = [1] * x.ndim
-  shape[axis] = n
-  return moved * inside.reshape(shape).astype(x.dtype)
+  return moved * _along(inside, axis, x.ndim).astype(x.dtype)
 
 
 def translation(x: jax.Array, key: jax.Array, ratio: float) -> jax.Array:
@@ -70,9 +76,7 @@ def cutout(x: jax.Array, key: jax.Array, ratio: float) -> jax.Array:
     # rectangle [centre - size // 2, centre - size // 2 + size), cut at the edges.
     start = jax.random.randint(k, (), 0, n + 1 - size % 2) - size // 2
     rows = jnp.arange(n)
-    shape = [1] * x.ndim
-    shape[axis] = n
-    cut &= ((rows >= start) & (rows < start + size)).reshape(shape)
+    cut &= _along((rows >= start) & (rows < start + size), axis, x.ndim)
   return jnp.where(cut, jnp.zeros_like(x), x)
 
 
@@ -92,14 +96,16 @@ def augment(
   if not policy:
     return x
 
+  transforms = {  # One entry per name of POLICIES.
+    "color": color,
+    "translation": functools.partial(translation, ratio=translation_ratio),
+    "cutout": functools.partial(cutout, ratio=cutout_ratio),
+  }
+  fns = [transforms[name] for name in policy]  # An unknown name fails here, not silently.
+
   def one(xi, key):
-    for name, k in zip(policy, jax.random.split(key, len(policy)), strict=True):
-      if name == "color":
-        xi = color(xi, k)
-      elif name == "translation":
-        xi = translation(xi, k, translation_ratio)
-      else:
-        xi = cutout(xi, k, cutout_ratio)
+    for fn, k in zip(fns, jax.random.split(key, len(fns)), strict=True):
+      xi = fn(xi, k)
     return xi
 
   return jax.vmap(one)(x, keys)
