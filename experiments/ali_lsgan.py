@@ -95,6 +95,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # ProGAN (Karras et al. 2018): D sees the minibatch std of its x and z
   # features, in groups of this size (the reference code's 4); 0: off.
   config.model.d_minibatch_std_group = 0
+  # Projection discriminator (Miyato & Koyama 2018): D's joint score also takes
+  # the inner product of x's features, linearly mapped, with z's features.
+  config.model.d_projection = False
 
   # Objective and the report's stabilisers.
   config.loss = ml_collections.ConfigDict()

@@ -19,10 +19,13 @@
   x-branch, an MLP z-branch, one joint layer. `arch="ali"`: the ALI paper's
   shape, x and z each embedded to the same width, a two-layer joint MLP,
   dropout on every layer's input. Optionally spectral normalisation on every
-  layer, BigBiGAN's unary scores s_x(x) and s_z(z) beside the joint score, and
+  layer, BigBiGAN's unary scores s_x(x) and s_z(z) beside the joint score,
   ProGAN's minibatch standard deviation of the x and z features as two more
   inputs to the joint layer (a decoder or encoder that puts out one point for
-  every input then shows as a spread near 0).
+  every input then shows as a spread near 0), and the projection
+  discriminator's inner product (Miyato & Koyama 2018) of x's and z's
+  features added to the joint score, a direct reading of how x and z go
+  together where the concatenated MLP must first learn products.
 
 Any (F, T) works: stride-2 'SAME' convolutions round up (257 -> 129 -> 65 ...),
 and the decoder upsamples to exactly the encoder's recorded shapes (resize then
@@ -200,6 +203,7 @@ class Discriminator(nn.Module):
   kernel: int = 4
   z_layers: int = 2  # Dense layers of the z branch.
   minibatch_std_group: int = 0  # ProGAN's minibatch std of x's and z's features; 0: off.
+  projection: bool = False  # Miyato & Koyama's <W phi(x), psi(z)> added to the joint score.
   negative_slope: float = 0.2
   dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
 
@@ -242,6 +246,12 @@ class Discriminator(nn.Module):
     for _ in range(2 if ali else 1):
       h = post(act(layer(dense(2 * self.hidden), pre(h))))
     scores = {"xz": layer(dense(1, name="out"), pre(h))[:, 0]}
+    if self.projection:
+      # The projection discriminator's class embedding y^T V phi(x) with the
+      # code's features psi(z) in place of a one-hot class: a bilinear term
+      # whose gradient for G_x(z) depends on z from D's first update on.
+      wx = layer(dense(hz.shape[-1], use_bias=False, name="projection"), pre(hx))
+      scores["xz"] = scores["xz"] + jnp.sum(wx * hz, axis=-1)
     if self.unary:
       scores["x"] = layer(dense(1, name="out_x"), pre(hx))[:, 0]
       scores["z"] = layer(dense(1, name="out_z"), pre(hz))[:, 0]
@@ -295,6 +305,7 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     kernel=model_config.conv_kernel,
     z_layers=model_config.d_z_layers,
     minibatch_std_group=model_config.get("d_minibatch_std_group", 0),
+    projection=model_config.get("d_projection", False),
     negative_slope=model_config.negative_slope,
     dtype=dtype,
   )

@@ -232,6 +232,28 @@ def test_minibatch_std_lets_d_score_a_pair_by_its_group():
   assert np.isclose(alone_moved[0], without.apply(alone, x, z, train=False)["xz"][0])
 
 
+def test_projection_adds_a_bilinear_reading_of_x_and_z_to_the_joint_score():
+  d = models.Discriminator(channels=(4,), hidden=8, dropout=0.0, projection=True)
+  plain = models.Discriminator(channels=(4,), hidden=8, dropout=0.0)
+  rng = np.random.default_rng(0)
+  x, z = jnp.asarray(rng.standard_normal((3, 8, 8))), jnp.asarray(rng.standard_normal((3, 5)))
+  params = d.init(jax.random.key(0), x, z, train=False)["params"]
+  w = params["projection"]["kernel"]
+  assert "bias" not in params["projection"] and w.shape[1] == 8  # Into z's feature width.
+
+  def score(factor):
+    scaled = {**params, "projection": {"kernel": factor * w}}
+    return d.apply({"params": scaled}, x, z, train=False)["xz"]
+
+  # Without its kernel the score is the plain D's on the same weights ...
+  rest = {k: v for k, v in params.items() if k != "projection"}
+  np.testing.assert_allclose(score(0.0), plain.apply({"params": rest}, x, z, train=False)["xz"])
+  # ... and the added term is linear in W, so not a constant shift.
+  added = np.asarray(score(1.0) - score(0.0))
+  assert np.all(np.abs(added) > 1e-4) and np.ptp(added) > 1e-4
+  np.testing.assert_allclose(score(2.0) - score(0.0), 2 * added, rtol=1e-4, atol=1e-6)
+
+
 def test_discriminator_dropout_only_in_training():
   d = models.Discriminator(channels=(4,), hidden=8, dropout=0.5)
   x, z = jnp.ones((2, 8, 8)), jnp.ones((2, 3))
@@ -257,7 +279,9 @@ def test_the_configs_architecture_numbers_reach_the_networks():
   assert variables["discriminator"]["params"]["Conv_0"]["kernel"].shape[:2] == (5, 5)
   d_dense = [k for k in variables["discriminator"]["params"] if k.startswith("Dense_")]
   config.model.d_minibatch_std_group = 4
+  config.model.d_projection = True
   assert models.make_models(config.model, (16, 16))[2].minibatch_std_group == 4
+  assert models.make_models(config.model, (16, 16))[2].projection
   config.model.d_z_layers = 2
   fewer = jax.eval_shape(lambda: models.init_variables(config.model, (16, 16), seed=0))
   assert len(d_dense) == 1 + len([k for k in fewer["discriminator"]["params"] if "Dense_" in k])

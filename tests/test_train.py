@@ -304,7 +304,10 @@ def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion(
 @pytest.mark.parametrize(
   "model, loss",
   [
-    ({"d_arch": "ali", "d_unary_scores": True, "d_spectral_norm": True}, {"unary_weight": 1.0}),
+    (
+      {"d_arch": "ali", "d_unary_scores": True, "d_spectral_norm": True, "d_projection": True},
+      {"unary_weight": 1.0},
+    ),
     (
       {"encoder_readout": "pool", "stochastic_encoder": True},
       {"cycle_x_weight": 1.0, "cycle_z_weight": 1.0, "prior_mmd_weight": 10.0},
