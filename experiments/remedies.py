@@ -13,8 +13,8 @@ recipe of experiments/song2vec.py was chosen.
 
 Points: the report's recipe; each remedy added to it alone; then the
 combinations that healthy diagnostics suggested (see docs/remedies_cpu.md).
-The whole sweep is 26 points x 3 seeds x 2 dev sets, about 9 minutes a run on
-2 CPU cores (some 23 hours): docs/remedies_cpu.md says which points have run.
+The whole sweep is 27 points x 3 seeds x 2 dev sets, about 9 minutes a run on
+2 CPU cores (some 24 hours): docs/remedies_cpu.md says which points have run.
 """
 
 import ml_collections
@@ -75,6 +75,9 @@ REMEDIES = {
   # DiffAugment (Zhao et al. 2020), the paper's full policy on D's x inputs:
   # D cannot win by memorising a small training set.
   "diffaugment": {"loss.d_augment": "color,translation,cutout"},
+  # Projection discriminator (Miyato & Koyama 2018): <W phi(x), psi(z)> in D's
+  # joint score, so that G_x's gradient depends on its code.
+  "projection": {"model.d_projection": True},
 }
 
 
