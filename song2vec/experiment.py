@@ -6,11 +6,14 @@ testable without absl.
 
 from __future__ import annotations
 
+import functools
 import logging as logging_lib
 import os
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from absl import logging
 
 import data_prep
@@ -55,6 +58,24 @@ def initialize_distributed(coordinator_address: str, num_processes: int, process
     jax.local_device_count(),
     jax.device_count(),
   )
+
+
+def check_config(config: ml_collections.ConfigDict, shape: tuple[int, int] = (16, 16)) -> None:
+  """Traces one D step and one E+G step of `config` on a small fake batch.
+
+  Nothing is compiled or run: the trace alone raises the ValueError that a
+  misspelt choice (readout, D shape, objective, augmentation policy, ...) meets
+  in the code that reads it, so a run can fail before its dataset is built
+  rather than at its first step. The fake segments are `shape`, small enough
+  for any preset's convolutions ('SAME' padding rounds each layer up).
+  """
+  centering = config.model.get("input_centering", "none")
+  input_pipeline.center(np.zeros((1, *shape), np.float32), centering)
+  setup = train.make_setup(config, shape)
+  state = jax.eval_shape(lambda: train.init_state(setup, shape, config.seed))
+  batch = {"spectrogram": jax.ShapeDtypeStruct((config.train.batch_size, *shape), jnp.float32)}
+  for step in (train.d_step, train.g_step):
+    jax.eval_shape(functools.partial(step, setup), state, batch)
 
 
 def ensure_dataset(data_config: ml_collections.ConfigDict) -> str:
@@ -119,6 +140,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
       f"train.batch_size {config.train.batch_size} does not divide among "
       f"{jax.process_count()} processes"
     )
+  check_config(config)
   os.makedirs(workdir, exist_ok=True)
   if primary:
     with open(os.path.join(workdir, "config.json"), "w") as f:

@@ -109,3 +109,30 @@ def test_quiet_orbax_logs_drops_orbax_info_but_keeps_its_warnings_and_ours():
   assert not logger.filter(record(orbax, logging_lib.INFO))
   assert logger.filter(record(orbax, logging_lib.WARNING))
   assert logger.filter(record("/repo/song2vec/sweep.py", logging_lib.INFO))
+
+
+def test_a_misspelt_choice_fails_before_any_data_is_built(monkeypatch, tmp_path):
+  import pytest
+
+  from song2vec import experiment
+
+  def no_data(_):
+    raise AssertionError("the dataset was built before the config was checked")
+
+  monkeypatch.setattr(experiment, "ensure_dataset", no_data)
+  misspelt = {
+    ("loss", "d_augment"): ("colour", "unknown augmentation"),
+    ("model", "encoder_readout"): ("pooled", "encoder readout must be one of"),
+    ("model", "d_arch"): ("alI", "discriminator arch must be one of"),
+    ("model", "input_centering"): ("bin", "model.input_centering must be one of"),
+    ("loss", "cycle_x_on"): ("stat", "loss.cycle_x_on must be"),
+  }
+  for (group, key), (value, message) in misspelt.items():
+    config = ali_lsgan.get_config()
+    config[group][key] = value
+    if key == "cycle_x_on":  # Read only where the x-cycle is on.
+      config.loss.cycle_x_weight = 1.0
+    with pytest.raises(ValueError, match=message):
+      experiment.run(config, str(tmp_path / key))
+    assert not os.path.exists(tmp_path / key)  # Not even the workdir.
+  experiment.check_config(ali_lsgan.get_config("paper"))  # Each preset traces.
