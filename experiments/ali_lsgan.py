@@ -84,6 +84,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # Report: "2d" convolutions; "time": 1-D over time with the frequency bins as
   # channels (Dieleman & Schrauwen 2014), each frame's spectrum mapped as a whole.
   config.model.encoder_conv = "2d"
+  # Ours: each convolution's stride over time, () for 2 at every one (the
+  # report's downsampling); a 1 keeps the frames for the pooled readouts.
+  config.model.encoder_time_strides = ()
   # Ours: the game (E, G_x, D, the cycles) is played on segments less their
   # overall level ("level": the mean over bins and frames) or less each bin's
   # mean over frames ("bins", cepstral mean normalisation); report: "none".

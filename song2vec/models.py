@@ -122,23 +122,34 @@ class Encoder(nn.Module):
   pool_stats: Sequence[str] = POOL_STATS  # What the pooled readouts take over time.
   pool_input: bool = False  # The pooled readouts also take the input's own statistics.
   kernel: int = 4  # Side of each stride-2 convolution's kernel.
+  # Each convolution's stride over time; () strides every one by 2, as over
+  # frequency. A 1 keeps the frames, so the pooled readouts take their
+  # statistics over more of them.
+  time_strides: Sequence[int] = ()
   negative_slope: float = 0.2  # Leaky ReLU's.
   norm_groups: int = 8  # GroupNorm's groups (at most the channels).
   dtype: jnp.dtype = jnp.float32  # Compute dtype; parameters stay float32.
 
   @nn.compact
   def __call__(self, x: jax.Array, *, features: bool = False):
+    time_strides = tuple(self.time_strides) or (2,) * len(self.channels)
+    if len(time_strides) != len(self.channels) or any(s < 1 for s in time_strides):
+      raise ValueError(
+        f"encoder time strides must be one positive stride per convolution "
+        f"({len(self.channels)}), got {tuple(self.time_strides)!r}"
+      )
     frames = jnp.swapaxes(x, 1, 2)[:, None]  # [B, 1, T, F]: one row, the bins as channels.
     if self.conv == "2d":  # [B, F, T, 1]
       h = x[..., None].astype(self.dtype)
-      k, strides = (self.kernel, self.kernel), (2, 2)
+      k, freq_stride = (self.kernel, self.kernel), 2
     elif self.conv == "time":
       h = frames.astype(self.dtype)
-      k, strides = (1, self.kernel), (1, 2)
+      k, freq_stride = (1, self.kernel), 1
     else:
       raise ValueError(f"encoder conv must be one of {ENCODER_CONVS}, got {self.conv!r}")
     layers = []  # Each convolution's activations, [B, F', T', C].
-    for c in self.channels:
+    for c, t_stride in zip(self.channels, time_strides, strict=True):
+      strides = (freq_stride, t_stride)
       h = nn.Conv(c, k, strides=strides, padding="SAME", use_bias=False, dtype=self.dtype)(h)
       h = _act(_norm(c, self.norm_groups, self.dtype)(h), self.negative_slope)
       layers.append(h)
@@ -283,6 +294,7 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
     pool_stats=tuple(model_config.get("pool_stats", POOL_STATS)),
     pool_input=model_config.get("pool_input", False),
     kernel=model_config.conv_kernel,
+    time_strides=tuple(model_config.get("encoder_time_strides", ())),
     negative_slope=model_config.negative_slope,
     norm_groups=model_config.norm_groups,
     dtype=dtype,

@@ -265,6 +265,30 @@ def test_discriminator_dropout_only_in_training():
   assert not jnp.allclose(b, c)
 
 
+def test_time_strides_keep_frames_for_the_pooled_readout():
+  x = jax.random.normal(jax.random.key(0), (2, 16, 32))  # [B, F, T]
+  kept = models.Encoder(z_dim=6, channels=(4, 8), readout="pool", time_strides=(2, 1))
+  params = kept.init(jax.random.key(1), x)
+  _, state = kept.apply(params, x, capture_intermediates=True, mutable=["intermediates"])
+  # Frequency halves at each layer; time only at the first, so the readout
+  # pools over 16 frames, not 8.
+  assert state["intermediates"]["Conv_1"]["__call__"][0].shape == (2, 4, 16, 8)
+  # Same parameters as the default encoder: only the strides differ, and so
+  # does the readout (a bump in one frame moves a std over fewer frames more).
+  default = models.Encoder(z_dim=6, channels=(4, 8), readout="pool")
+  assert jax.tree.map(jnp.shape, default.init(jax.random.key(1), x)) == jax.tree.map(
+    jnp.shape, params
+  )
+  assert not np.allclose(default.apply(params, x), kept.apply(params, x))
+  config = ali_lsgan.get_config("cpu")
+  assert models.make_models(config.model, (16, 16))[0].time_strides == ()
+  config.model.encoder_time_strides = (2, 1, 1, 1)
+  assert models.make_models(config.model, (16, 16))[0].time_strides == (2, 1, 1, 1)
+  for bad in [(2,), (2, 0)]:
+    with pytest.raises(ValueError, match="time strides"):
+      models.Encoder(z_dim=6, channels=(4, 8), time_strides=bad).init(jax.random.key(1), x)
+
+
 def test_the_configs_architecture_numbers_reach_the_networks():
   """Kernel sizes, z-branch depth and GroupNorm groups come from config.model."""
   config = ali_lsgan.get_config("cpu")
