@@ -13,7 +13,9 @@
   alternative embedding. Its convolutions are 2-D over (frequency, time), or
   with `conv="time"` 1-D over time with every frequency bin an input channel
   (Dieleman & Schrauwen 2014), so that the first layer maps each frame's whole
-  spectrum to a few features as MFCCs do.
+  spectrum to a few features as MFCCs do. `time_strides` sets each
+  convolution's stride over time (default 2, as over frequency); a 1 keeps the
+  frames, so a pooled readout takes its statistics over more of them.
 - `Decoder` G_x: z -> x [B, F, T].
 - `Discriminator` D(x, z): scores a pair. `arch="report"`: a convolutional
   x-branch, an MLP z-branch, one joint layer. `arch="ali"`: the ALI paper's

@@ -273,8 +273,8 @@ def test_time_strides_keep_frames_for_the_pooled_readout():
   # Frequency halves at each layer; time only at the first, so the readout
   # pools over 16 frames, not 8.
   assert state["intermediates"]["Conv_1"]["__call__"][0].shape == (2, 4, 16, 8)
-  # Same parameters as the default encoder: only the strides differ, and so
-  # does the readout (a bump in one frame moves a std over fewer frames more).
+  # Same parameters as the default encoder: only the strides differ, and the
+  # same weights then give other codes.
   default = models.Encoder(z_dim=6, channels=(4, 8), readout="pool")
   assert jax.tree.map(jnp.shape, default.init(jax.random.key(1), x)) == jax.tree.map(
     jnp.shape, params
