@@ -123,7 +123,7 @@ class Encoder(nn.Module):
   conv: str = "2d"  # One of ENCODER_CONVS.
   pool_stats: Sequence[str] = POOL_STATS  # What the pooled readouts take over time.
   pool_input: bool = False  # The pooled readouts also take the input's own statistics.
-  kernel: int = 4  # Side of each stride-2 convolution's kernel.
+  kernel: int = 4  # Side of each convolution's kernel.
   # Each convolution's stride over time; () strides every one by 2, as over
   # frequency. A 1 keeps the frames, so the pooled readouts take their
   # statistics over more of them.
