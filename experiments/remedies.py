@@ -14,7 +14,7 @@ recipe of experiments/song2vec.py was chosen.
 Points: the report's recipe; each remedy added to it alone; then the
 combinations that healthy diagnostics suggested (see docs/remedies_cpu.md).
 The whole sweep is 33 points x 3 seeds x 2 dev sets, about 9 minutes a run on
-2 CPU cores (some 24 hours): docs/remedies_cpu.md says which points have run.
+2 CPU cores (some 30 hours): docs/remedies_cpu.md says which points have run.
 """
 
 import ml_collections
