@@ -117,6 +117,13 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.loss.d_augment = ""
   config.loss.d_augment_translation = 0.125  # DiffAugment: most shift, of each axis.
   config.loss.d_augment_cutout = 0.5  # DiffAugment: the cut rectangle's side, of each axis.
+  # Ours, after CLMR's gain and filter transforms (Spijkervet & Burgoyne 2021):
+  # weight of mean (E(x) - E(T(x)))^2 in the E+G loss, T drawn per segment from
+  # the policy `encoder_augment`; report: 0 (off).
+  config.loss.encoder_consistency_weight = 0.0
+  config.loss.encoder_augment = "color,eq"  # Level and contrast, and a random equaliser.
+  config.loss.augment_eq_std = 0.5  # Ours: the EQ curve's cosine amplitudes, in bin stds.
+  config.loss.augment_eq_terms = 4  # Ours: cosines in the EQ curve (fewer: smoother).
   # Report: L2 on D's conv kernels (weight unstated). Ours; the logged
   # d_l2_penalty shows its size beside d_loss.
   config.loss.d_kernel_l2 = 1e-4

@@ -15,6 +15,13 @@ The reference's image transforms carried over to a one-channel spectrogram
   translation: each axis shifted by a whole number of rows up to `ratio` of its
                length, the vacated rows zero (the train mean).
   cutout:      one rectangle of `ratio` of each axis set to zero.
+
+Ours, for the encoder's consistency term (`loss.encoder_augment`), after the
+gain and filter transforms of CLMR (Spijkervet & Burgoyne 2021):
+
+  eq:          a random equaliser: one smooth curve over the bins, the sum of
+               `terms` cosines with N(0, std^2) amplitudes, added to every
+               frame (a filter, in the log-magnitude domain).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-POLICIES = ("color", "translation", "cutout")
+POLICIES = ("color", "translation", "cutout", "eq")
 
 
 def parse_policy(policy: str) -> tuple[str, ...]:
@@ -42,6 +49,14 @@ def color(x: jax.Array, key: jax.Array) -> jax.Array:
   x = x + jax.random.uniform(k_level, (), minval=-0.5, maxval=0.5)
   mean = jnp.mean(x)
   return (x - mean) * jax.random.uniform(k_contrast, (), minval=0.5, maxval=1.5) + mean
+
+
+def eq(x: jax.Array, key: jax.Array, std: float, terms: int) -> jax.Array:
+  bins = x.shape[0]
+  centres = (jnp.arange(bins) + 0.5) / bins
+  cosines = jnp.cos(jnp.pi * jnp.arange(1, terms + 1)[:, None] * centres)  # [terms, bins]
+  curve = (std * jax.random.normal(key, (terms,))) @ cosines
+  return x + curve[:, None].astype(x.dtype)
 
 
 def _along(v: jax.Array, axis: int, ndim: int) -> jax.Array:
@@ -87,6 +102,8 @@ def augment(
   *,
   translation_ratio: float = 0.125,
   cutout_ratio: float = 0.5,
+  eq_std: float = 0.5,
+  eq_terms: int = 4,
 ) -> jax.Array:
   """Each segment of x [B, bins, frames] through `policy`, with its own key of `keys` [B].
 
@@ -100,6 +117,7 @@ def augment(
     "color": color,
     "translation": functools.partial(translation, ratio=translation_ratio),
     "cutout": functools.partial(cutout, ratio=cutout_ratio),
+    "eq": functools.partial(eq, std=eq_std, terms=eq_terms),
   }
   fns = [transforms[name] for name in policy]  # An unknown name fails here, not silently.
 

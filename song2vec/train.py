@@ -65,6 +65,7 @@ class Setup(NamedTuple):
 AXIS = "batch"  # The pmapped device axis.
 DIAG_STREAM = 0x7FFFFFFF  # fold_in value of the diagnostics' key, apart from every step's.
 AUGMENT_STREAM = 0x7FFFFFFE  # fold_in value of D's augmentation keys within a step's key.
+ENCODER_AUGMENT_STREAM = 0x7FFFFFFD  # ... and of the encoder consistency term's.
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -136,27 +137,31 @@ def target_mean(loss: ml_collections.ConfigDict) -> float:
   return 0.5 * (lo + hi)
 
 
+def _augmented(loss: ml_collections.ConfigDict, x, policy, root, index):
+  """x through `policy`, each example (by its index in the global batch) its own draw of `root`."""
+  keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(index)
+  options = {
+    "translation_ratio": loss.d_augment_translation,
+    "cutout_ratio": loss.d_augment_cutout,
+  }
+  if "eq" in policy:
+    options.update(eq_std=loss.augment_eq_std, eq_terms=loss.augment_eq_terms)
+  return augment.augment(x, keys, policy, **options)
+
+
 def d_inputs(loss: ml_collections.ConfigDict, x, x_dec, key, index):
   """D's two spectrogram inputs after DiffAugment (`loss.d_augment`; none by default).
 
-  Each pair kind and each example (by its index in the global batch) gets its
-  own draw, from a stream of `key` that no other draw of the step uses.
+  Each pair kind and each example gets its own draw, from a stream of `key`
+  that no other draw of the step uses.
   """
   policy = augment.parse_policy(loss.get("d_augment", ""))
   if not policy:
     return x, x_dec
   root = jax.random.fold_in(key, AUGMENT_STREAM)
-
-  def keys(kind):
-    return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(root, kind), i))(index)
-
-  ratios = {
-    "translation_ratio": loss.d_augment_translation,
-    "cutout_ratio": loss.d_augment_cutout,
-  }
   return (
-    augment.augment(x, keys(0), policy, **ratios),
-    augment.augment(x_dec, keys(1), policy, **ratios),
+    _augmented(loss, x, policy, jax.random.fold_in(root, 0), index),
+    _augmented(loss, x_dec, policy, jax.random.fold_in(root, 1), index),
   )
 
 
@@ -234,6 +239,16 @@ def _forward(
       z_rec = _code(setup, setup.encoder.apply(g_params["encoder"], x_dec))
       parts["cycle_z"] = losses.cycle(z_prior, z_rec, loss.cycle_norm)
       parts["g_loss"] = parts["g_loss"] + loss.cycle_z_weight * parts["cycle_z"]
+    # Ours, after CLMR (Spijkervet & Burgoyne 2021): E codes a segment and a
+    # copy with another gain and equaliser alike, so z cannot carry what a
+    # recording's mix or the embedded corpus' instruments set.
+    if loss.get("encoder_consistency_weight", 0.0):
+      policy = augment.parse_policy(loss.encoder_augment)
+      root = jax.random.fold_in(key, ENCODER_AUGMENT_STREAM)
+      x_aug = _augmented(loss, x, policy, root, index)
+      z_aug = _code(setup, setup.encoder.apply(g_params["encoder"], x_aug), eps)
+      parts["consistency"] = losses.cycle(z_enc, z_aug, "l2")  # Mean squared difference.
+      parts["g_loss"] = parts["g_loss"] + loss.encoder_consistency_weight * parts["consistency"]
     # WAE-MMD (Tolstikhin et al., 2018): pull the codes' marginal towards the
     # prior directly, over the global batch (all_gather's gradient sums every
     # device's share back, so 1 and N devices take the same step).

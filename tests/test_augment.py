@@ -1,4 +1,4 @@
-"""DiffAugment on D's spectrogram inputs: each transform, and where training applies them."""
+"""DiffAugment on D's inputs and the encoder's consistency views: each transform."""
 
 from __future__ import annotations
 
@@ -67,6 +67,22 @@ def test_color_shifts_the_level_and_scales_around_the_mean():
   b = (out - out.mean((1, 2), keepdims=True)).reshape(64, -1)
   corr = jnp.sum(a * b, 1) / jnp.linalg.norm(a, axis=1) / jnp.linalg.norm(b, axis=1)
   np.testing.assert_allclose(corr, 1.0, atol=1e-5)
+
+
+def test_eq_adds_one_smooth_curve_over_the_bins_to_every_frame():
+  x = jax.random.normal(jax.random.key(5), (64, BINS, FRAMES))
+  out = augment.augment(x, keys(64), ("eq",), eq_std=1.0, eq_terms=3)
+  curve = np.asarray(out - x)
+  np.testing.assert_allclose(curve, curve[:, :, :1].repeat(FRAMES, 2), atol=1e-5)
+  # Each segment's curve lies in the span of the first 3 cosines over the bins ...
+  centres = (np.arange(BINS) + 0.5) / BINS
+  basis = np.cos(np.pi * np.arange(1, 4)[:, None] * centres).T  # [bins, 3]
+  fit = basis @ np.linalg.lstsq(basis, curve[:, :, 0].T, rcond=None)[0]
+  np.testing.assert_allclose(fit.T, curve[:, :, 0], atol=1e-4)
+  # ... with amplitudes of about eq_std, and none at std 0.
+  assert 0.5 < float(np.std(curve[:, :, 0])) < 1.5
+  flat = augment.augment(x, keys(64), ("eq",), eq_std=0.0)
+  np.testing.assert_array_equal(np.asarray(flat), np.asarray(x))
 
 
 def test_every_policy_is_differentiable_and_drawn_per_example():

@@ -313,6 +313,7 @@ def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion(
       {"cycle_x_weight": 1.0, "cycle_z_weight": 1.0, "prior_mmd_weight": 10.0},
     ),
     ({}, {"d_augment": "color,translation,cutout"}),  # Drawn by global index.
+    ({"encoder_readout": "pool"}, {"encoder_consistency_weight": 1.0}),  # So is E's view.
   ],
 )
 def test_remedies_train_on_one_and_four_devices_alike(model, loss):
@@ -343,6 +344,8 @@ def test_remedies_train_on_one_and_four_devices_alike(model, loss):
     assert "prior_mmd" in m1
   if model.get("d_unary_scores"):
     assert "d_loss_x" in m1 and "d_loss_z" in m1
+  if loss.get("encoder_consistency_weight"):
+    assert m1["consistency"] > 0
   if model.get("d_spectral_norm"):  # D's power-iteration vectors moved in its step.
     before = train.init_state(setup, SHAPE, seed=0).d_stats
     moved = jax.tree.map(lambda a, b: not np.allclose(a, b), before, jax.device_get(single.d_stats))
@@ -372,6 +375,27 @@ def test_diffaugment_changes_only_what_d_sees():
   assert not np.isclose(d_aug["d_loss"], d_plain["d_loss"])
   assert not np.isclose(g_aug["g_loss"], g_plain["g_loss"])
   assert not np.isclose(diag_aug["val_d_gap"], diag["val_d_gap"])
+
+
+def test_encoder_consistency_adds_its_weighted_term_and_is_zero_for_an_identity_view():
+  base = tiny_config()
+  g = {}
+  for name, loss in {
+    "off": {},
+    "identity": {"encoder_consistency_weight": 2.0, "encoder_augment": "eq", "augment_eq_std": 0.0},
+    "on": {"encoder_consistency_weight": 2.0},
+  }.items():
+    config = tiny_config()
+    config.loss.update(loss)
+    setup = train.make_setup(config, SHAPE)
+    _, g[name] = train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
+  assert "consistency" not in g["off"] and base.loss.encoder_consistency_weight == 0
+  assert float(g["identity"]["consistency"]) == 0.0
+  np.testing.assert_allclose(g["identity"]["g_loss"], g["off"]["g_loss"], rtol=1e-6)
+  assert g["on"]["consistency"] > 0
+  np.testing.assert_allclose(
+    g["on"]["g_loss"], g["off"]["g_loss"] + 2.0 * g["on"]["consistency"], rtol=1e-5
+  )
 
 
 def test_the_decoder_can_learn_at_its_own_rate():
