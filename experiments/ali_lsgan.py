@@ -121,7 +121,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # weight of mean (E(x) - E(T(x)))^2 in the E+G loss, T drawn per segment from
   # the policy `encoder_augment`; report: 0 (off).
   config.loss.encoder_consistency_weight = 0.0
-  config.loss.encoder_augment = "color,eq"  # Level and contrast, and a random equaliser.
+  # Of song2vec.augment.POLICIES: level and contrast, and a random equaliser
+  # (translation and cutout, if named, take the d_augment_* sizes).
+  config.loss.encoder_augment = "color,eq"
   config.loss.augment_eq_std = 0.5  # Ours: the EQ curve's cosine amplitudes, in bin stds.
   config.loss.augment_eq_terms = 4  # Ours: cosines in the EQ curve (fewer: smoother).
   # Report: L2 on D's conv kernels (weight unstated). Ours; the logged
