@@ -119,7 +119,10 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
     # Stop 29: with the frames kept, only the std over their 32 frames reaches z.
     ("g1+unary+cycles10+pool+keep_frames+pool_std", combined(*CHOSEN, "keep_frames", "pool_std")),
     # Stop 30: the two remedies that each lifted the embedded corpus (stops 27, 28).
-    ("g1+unary+cycles10+pool+keep_frames+projection", combined(*CHOSEN, "keep_frames", "projection")),
+    (
+      "g1+unary+cycles10+pool+keep_frames+projection",
+      combined(*CHOSEN, "keep_frames", "projection"),
+    ),
     ("g1+unary+cycles10+pool+consistency", combined(*CHOSEN, "consistency")),
   ]
   return [
