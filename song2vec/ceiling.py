@@ -76,10 +76,11 @@ def train_classifier(
   for i in range(config.train.num_steps):
     idx = rng.choice(len(train.x), batch, replace=False)
     params, opt_state, loss = step(params, opt_state, train.x[idx], train.labels[idx])
-    if not np.isfinite(float(loss)):
-      raise FloatingPointError(f"the ceiling's loss is {float(loss)} at step {i}")
+    loss = float(loss)  # One transfer from the device a step.
+    if not np.isfinite(loss):
+      raise FloatingPointError(f"the ceiling's loss is {loss} at step {i}")
     bar.update(1)
-    bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
   bar.close()
   return params["encoder"]
 
