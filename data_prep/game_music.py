@@ -490,7 +490,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     action=argparse.BooleanOptionalAction,
     default=False,
     help="add LARGER_PACKAGES' nine soundtracks to --packages (the larger dev set, "
-    "about 460 tracks; use its own --out, e.g. data/game_music_large)",
+    "449 tracks in the versions inspected; give it its own --out, e.g. data/game_music_large)",
   )
   return parser.parse_args(argv)
 

@@ -3,6 +3,7 @@ r"""song2vec's recipe: the report's ALI with the remedies chosen on validation.
     python launch.py --config=experiments/song2vec.py            # CPU preset
     python launch.py --config=experiments/song2vec.py:paper      # the report's scale
     python launch.py --config=experiments/song2vec.py:game_music # CPU preset, real-audio dev set
+    python launch.py --config=experiments/song2vec.py:game_music_large  # its larger version
 
 The report's objective and stabilisers stay (least squares, swapped labels,
 positive labels from U[0.7, 0.9], instance noise, L2 on D's kernels, 64-d z);
