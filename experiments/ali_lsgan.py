@@ -22,10 +22,8 @@ PRESETS = ("cpu", "paper", "game_music", "game_music_large")
 def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   if arg not in PRESETS:
     raise ValueError(f"unknown preset {arg!r}; choose one of {PRESETS}")
-  if arg == "game_music":
-    return use_game_music(get_config("cpu"))
-  if arg == "game_music_large":
-    return use_game_music(get_config("cpu"), larger=True)
+  if arg in ("game_music", "game_music_large"):
+    return use_game_music(get_config("cpu"), arg)
   config = ml_collections.ConfigDict()
   config.name = f"ALI least squares ({arg})"
   config.seed = 0
@@ -208,15 +206,15 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
 
 
 def use_game_music(
-  config: ml_collections.ConfigDict, larger: bool = False
+  config: ml_collections.ConfigDict, name: str = "game_music"
 ) -> ml_collections.ConfigDict:
   """`config` on the real-audio dev set: Debian's game soundtracks, label = soundtrack.
 
-  Built first by `python -m data_prep.game_music --out=data/game_music`, or with
-  `larger` by `python -m data_prep.game_music --larger --out=data/game_music_large`
+  `name` is the set's folder under data/: "game_music", built first by
+  `python -m data_prep.game_music --out=data/game_music`, or "game_music_large",
+  by `python -m data_prep.game_music --larger --out=data/game_music_large`
   (16 soundtracks, 449 tracks, where the default set has 7 and 240).
   """
-  name = "game_music_large" if larger else "game_music"
   config.name = config.name.replace("(cpu)", f"(cpu, {name.replace('_', ' ')})")
   config.data.source = "csv"
   config.data.path = f"data/{name}/songs.csv"
