@@ -127,6 +127,12 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.loss.encoder_augment = "color,eq"
   config.loss.augment_eq_std = 0.5  # Ours: the EQ curve's cosine amplitudes, in bin stds.
   config.loss.augment_eq_terms = 4  # Ours: cosines in the EQ curve (fewer: smoother).
+  # CLMR (Spijkervet & Burgoyne 2021) / COLA (Saeed et al. 2021): NT-Xent between
+  # the codes of two random crops of each segment, the batch's others as negatives;
+  # weight in the E+G loss, report: 0 (off). Needs a pooled encoder readout.
+  config.loss.contrastive_weight = 0.0
+  config.loss.contrastive_temperature = 0.5  # CLMR's.
+  config.loss.contrastive_crop = 0.5  # Ours: each crop's share of the segment's frames.
   # Report: L2 on D's conv kernels (weight unstated). Ours; the logged
   # d_l2_penalty shows its size beside d_loss.
   config.loss.d_kernel_l2 = 1e-4

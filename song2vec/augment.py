@@ -22,6 +22,12 @@ gain and filter transforms of CLMR (Spijkervet & Burgoyne 2021):
   eq:          a random equaliser: one smooth curve over the bins, the sum of
                `terms` cosines with N(0, std^2) amplitudes, added to every
                frame (a filter, in the log-magnitude domain).
+
+Ours, for the encoder's contrastive term (`loss.contrastive_weight`), after
+CLMR's random crops and COLA's (Saeed et al. 2021) segments of one clip:
+
+  crops:       a window of whole frames at a uniform random start, one per
+               example; two of them are two views of the same music.
 """
 
 from __future__ import annotations
@@ -125,5 +131,22 @@ def augment(
     for fn, k in zip(fns, jax.random.split(key, len(fns)), strict=True):
       xi = fn(xi, k)
     return xi
+
+  return jax.vmap(one)(x, keys)
+
+
+def crops(x: jax.Array, keys: jax.Array, frames: int) -> jax.Array:
+  """From each segment of x [B, bins, T], `frames` consecutive frames at a random start.
+
+  Each example draws its start from its own key of `keys` [B], uniform over
+  the T - frames + 1 windows that fit.
+  """
+  total = x.shape[-1]
+  if not 0 < frames <= total:
+    raise ValueError(f"a crop of {frames} frames does not fit segments of {total} frames")
+
+  def one(xi, key):
+    start = jax.random.randint(key, (), 0, total - frames + 1)
+    return jax.lax.dynamic_slice_in_dim(xi, start, frames, axis=-1)
 
   return jax.vmap(one)(x, keys)

@@ -223,6 +223,31 @@ def prior_mmd(z: jax.Array, z_prior: jax.Array, scales: tuple[float, ...] = (1.0
   return total
 
 
+def nt_xent(a: jax.Array, b: jax.Array, temperature: float = 0.5) -> jax.Array:
+  """SimCLR's NT-Xent (Chen et al., 2020), as CLMR trains on two crops of a song.
+
+  Row i of `a` and row i of `b` are two views of one example; every other row
+  of either is a negative. Each of the 2n views is classified among the other
+  2n - 1 by cosine similarity / temperature, its pair the right class; the
+  mean cross-entropy is returned. It is low when pairs agree and differ from
+  the rest, and log(2n - 1) when every code is the same (the collapse an
+  invariance term alone allows).
+
+  Args:
+    a: [n, d] codes of the first views.
+    b: [n, d] codes of the second views.
+    temperature: divides the cosine similarities.
+  """
+  n = a.shape[0]
+  z = jnp.concatenate([a, b], axis=0)
+  z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-8)
+  logits = (z @ z.T) / temperature
+  logits = jnp.where(jnp.eye(2 * n, dtype=bool), -jnp.inf, logits)  # Not itself.
+  pair = jnp.concatenate([jnp.arange(n, 2 * n), jnp.arange(n)])
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.mean(log_p[jnp.arange(2 * n), pair])
+
+
 def kernel_l2(params) -> jax.Array:
   """Sum of squares of every convolution kernel (4-D leaves named 'kernel')."""
   leaves = jax.tree_util.tree_leaves_with_path(params)

@@ -66,6 +66,7 @@ AXIS = "batch"  # The pmapped device axis.
 DIAG_STREAM = 0x7FFFFFFF  # fold_in value of the diagnostics' key, apart from every step's.
 AUGMENT_STREAM = 0x7FFFFFFE  # fold_in value of D's augmentation keys within a step's key.
 ENCODER_AUGMENT_STREAM = 0x7FFFFFFD  # ... and of the encoder consistency term's.
+CONTRASTIVE_STREAM = 0x7FFFFFFC  # ... and of the contrastive term's crops.
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -147,6 +148,31 @@ def _augmented(loss: ml_collections.ConfigDict, x, policy, root, index):
   if "eq" in policy:
     options.update(eq_std=loss.augment_eq_std, eq_terms=loss.augment_eq_terms)
   return augment.augment(x, keys, policy, **options)
+
+
+def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
+  """NT-Xent between the codes of two random crops of each segment, over the global batch.
+
+  The crops keep `loss.contrastive_crop` of the frames; the encoder codes them
+  as it codes a whole segment (its pooled readouts take any length). The
+  stochastic encoder's mean is the code, as for embedding.
+  """
+  loss = setup.loss
+  if setup.encoder.readout == "flatten":
+    raise ValueError(
+      "loss.contrastive_weight needs an encoder that codes shorter crops: "
+      "set model.encoder_readout to 'pool' or 'multilevel', not 'flatten'"
+    )
+  frames = max(1, int(round(x.shape[-1] * loss.contrastive_crop)))
+  root = jax.random.fold_in(key, CONTRASTIVE_STREAM)
+  codes = []
+  for view in range(2):
+    keys = jax.vmap(lambda i, v=view: jax.random.fold_in(jax.random.fold_in(root, v), i))(index)
+    encoded = setup.encoder.apply(g_params["encoder"], augment.crops(x, keys, frames))
+    codes.append(encoded if not setup.encoder.stochastic else encoded[0])
+  if axis_name is not None:  # As for the MMD: negatives from every device's share.
+    codes = jax.lax.all_gather(codes, axis_name, tiled=True)
+  return losses.nt_xent(*codes, loss.contrastive_temperature)
 
 
 def d_inputs(loss: ml_collections.ConfigDict, x, x_dec, key, index):
@@ -249,6 +275,11 @@ def _forward(
       z_aug = _code(setup, setup.encoder.apply(g_params["encoder"], x_aug), eps)
       parts["consistency"] = losses.cycle(z_enc, z_aug, "l2")  # Mean squared difference.
       parts["g_loss"] = parts["g_loss"] + loss.encoder_consistency_weight * parts["consistency"]
+    # CLMR (Spijkervet & Burgoyne, 2021) and COLA (Saeed et al., 2021): two
+    # crops of a segment code alike and unlike the batch's other segments.
+    if loss.get("contrastive_weight", 0.0):
+      parts["contrastive"] = _contrastive(setup, g_params, x, key, index, axis_name)
+      parts["g_loss"] = parts["g_loss"] + loss.contrastive_weight * parts["contrastive"]
     # WAE-MMD (Tolstikhin et al., 2018): pull the codes' marginal towards the
     # prior directly, over the global batch (all_gather's gradient sums every
     # device's share back, so 1 and N devices take the same step).

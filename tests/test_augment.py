@@ -1,4 +1,4 @@
-"""DiffAugment on D's inputs and the encoder's consistency views: each transform."""
+"""DiffAugment on D's inputs and the encoder's consistency and contrastive views."""
 
 from __future__ import annotations
 
@@ -95,3 +95,17 @@ def test_every_policy_is_differentiable_and_drawn_per_example():
   out = np.asarray(augment.augment(same, jnp.stack([keys(1)[0]] * 2 + list(keys(2, 9))), policy))
   np.testing.assert_array_equal(out[0], out[1])
   assert not np.allclose(out[1], out[2])
+
+
+def test_crops_are_whole_windows_at_each_examples_own_start():
+  x = jnp.broadcast_to(jnp.arange(FRAMES, dtype=jnp.float32), (64, BINS, FRAMES))
+  out = np.asarray(augment.crops(x, keys(64), 5))
+  assert out.shape == (64, BINS, 5)
+  starts = out[:, 0, 0]
+  # Consecutive frames from a start where five fit, the same window in every bin.
+  want = starts[:, None, None] + np.arange(5)[None, None, :]
+  np.testing.assert_array_equal(out, np.broadcast_to(want, out.shape))
+  assert starts.min() >= 0 and starts.max() <= FRAMES - 5
+  assert len(set(starts.tolist())) > 5
+  with pytest.raises(ValueError, match="17 frames"):
+    augment.crops(x, keys(64), 17)

@@ -167,3 +167,18 @@ def test_prior_mmd_by_hand():
   across = c / c + c / (c + 9.0) + c / (c + 1.0) + c / (c + 4.0)
   want = within / 2 - 2 * across / 4
   assert float(losses.prior_mmd(z, prior, (1.0,))) == pytest.approx(want, rel=1e-6)
+
+
+def test_nt_xent_rewards_agreeing_pairs_and_scores_collapse_at_log_2n_minus_1():
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.standard_normal((16, 8)), jnp.float32)
+  other = jnp.asarray(rng.standard_normal((16, 8)), jnp.float32)
+  same = float(losses.nt_xent(a, a, 0.1))
+  unrelated = float(losses.nt_xent(a, other, 0.1))
+  collapsed = float(losses.nt_xent(jnp.ones((16, 8)), jnp.ones((16, 8)), 0.1))
+  assert same < 0.5 < unrelated
+  assert collapsed == pytest.approx(np.log(31), rel=1e-5)
+  # Two examples by hand: each view's pair at cosine 1, the other two at 0.
+  two = jnp.eye(2)
+  want = -np.log(np.exp(1 / 0.5) / (np.exp(1 / 0.5) + 2.0))
+  assert float(losses.nt_xent(two, two, 0.5)) == pytest.approx(want, rel=1e-5)

@@ -314,6 +314,7 @@ def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion(
     ),
     ({}, {"d_augment": "color,translation,cutout"}),  # Drawn by global index.
     ({"encoder_readout": "pool"}, {"encoder_consistency_weight": 1.0}),  # So is E's view.
+    ({"encoder_readout": "multilevel"}, {"contrastive_weight": 1.0}),  # Crops; gathered batch.
   ],
 )
 def test_remedies_train_on_one_and_four_devices_alike(model, loss):
@@ -346,6 +347,8 @@ def test_remedies_train_on_one_and_four_devices_alike(model, loss):
     assert "d_loss_x" in m1 and "d_loss_z" in m1
   if loss.get("encoder_consistency_weight"):
     assert m1["consistency"] > 0
+  if loss.get("contrastive_weight"):
+    assert m1["contrastive"] > 0
   if model.get("d_spectral_norm"):  # D's power-iteration vectors moved in its step.
     before = train.init_state(setup, SHAPE, seed=0).d_stats
     moved = jax.tree.map(lambda a, b: not np.allclose(a, b), before, jax.device_get(single.d_stats))
@@ -474,3 +477,23 @@ def test_a_seed_reproduces_a_run_and_a_resumed_run_equals_a_straight_one(genre_t
   assert [r["step"] for r in _history(tmp_path / "a")] == [2, 4, 6, 8]
   for name in ("loss_curves.png", "tensorboard"):
     assert os.path.exists(tmp_path / "a" / name)
+
+
+def test_contrastive_term_adds_its_weighted_nt_xent_and_needs_a_pooled_readout():
+  g = {}
+  for name, weight in (("off", 0.0), ("on", 3.0)):
+    config = tiny_config()
+    config.model.encoder_readout = "pool"
+    config.loss.contrastive_weight = weight
+    setup = train.make_setup(config, SHAPE)
+    _, g[name] = train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
+  assert "contrastive" not in g["off"] and tiny_config().loss.contrastive_weight == 0
+  assert np.isfinite(g["on"]["contrastive"]) and g["on"]["contrastive"] > 0
+  np.testing.assert_allclose(
+    g["on"]["g_loss"], g["off"]["g_loss"] + 3.0 * g["on"]["contrastive"], rtol=1e-5
+  )
+  config = tiny_config()  # The flattened readout cannot code a shorter crop.
+  config.loss.contrastive_weight = 1.0
+  setup = train.make_setup(config, SHAPE)
+  with pytest.raises(ValueError, match="encoder_readout"):
+    train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
