@@ -136,6 +136,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # Report: L2 on D's conv kernels (weight unstated). Ours; the logged
   # d_l2_penalty shows its size beside d_loss.
   config.loss.d_kernel_l2 = 1e-4
+  # Report: 1. Weight of the game's terms in the E+G loss; 0 is an ablation
+  # that trains E and G on the other terms only (D still trains, unheard).
+  config.loss.adversarial_weight = 1.0
   config.loss.unary_weight = (
     0.0  # BigBiGAN: weight of s_x's and s_z's losses (with d_unary_scores).
   )

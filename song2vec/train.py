@@ -255,6 +255,8 @@ def _forward(
     unary_weight=loss.unary_weight,
   )
   if not d_step:
+    # An ablation, not a remedy: at 0 E and G ignore D, which still trains.
+    parts["g_loss"] = loss.get("adversarial_weight", 1.0) * parts["g_loss"]
     # ALICE (Li et al., 2017): cycle terms that make E and G invert each other.
     if loss.cycle_x_weight:
       x_rec = setup.decoder.apply(g_params["decoder"], z_enc)

@@ -497,3 +497,19 @@ def test_contrastive_term_adds_its_weighted_nt_xent_and_needs_a_pooled_readout()
   setup = train.make_setup(config, SHAPE)
   with pytest.raises(ValueError, match="encoder_readout"):
     train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
+
+
+def test_adversarial_weight_scales_only_the_games_part_of_the_e_g_loss():
+  g, d = {}, {}
+  for weight in (1.0, 0.0, 2.0):
+    config = tiny_config()
+    config.loss.update({"adversarial_weight": weight, "cycle_x_weight": 1.0})
+    setup = train.make_setup(config, SHAPE)
+    state = train.init_state(setup, SHAPE, seed=0)
+    _, g[weight] = train.g_step(setup, state, batch_for(1))
+    _, d[weight] = train.d_step(setup, state, batch_for(0))
+  game = g[1.0]["g_loss"] - g[1.0]["cycle_x"]
+  assert game > 0
+  np.testing.assert_allclose(g[0.0]["g_loss"], g[1.0]["cycle_x"], rtol=1e-5)
+  np.testing.assert_allclose(g[2.0]["g_loss"], 2 * game + g[1.0]["cycle_x"], rtol=1e-5)
+  np.testing.assert_allclose(d[0.0]["d_loss"], d[1.0]["d_loss"], rtol=1e-6)  # D's own game stays.
