@@ -20,7 +20,9 @@ from experiments import ali_lsgan
 
 def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config = ali_lsgan.get_config(arg)
-  config.name = config.name.replace("ALI least squares", "song2vec: ALI + unary + cycles + pool")
+  config.name = config.name.replace(
+    "ALI least squares", "song2vec: ALI + unary + cycles + multilevel + contrastive"
+  )
   # The ALI paper: one D update per E+G update. With the report's 4, D stayed
   # dead (held-out gap ~0) on both dev sets.
   config.train.g_steps_per_d_step = 1
@@ -36,9 +38,16 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # mean on the embedded corpus.
   config.loss.cycle_x_weight = 10.0
   config.loss.cycle_z_weight = 10.0
-  # Mean and std over time before the map to z, as MFCC statistics pool: a
-  # segment's code does not depend on where in the song it starts.
-  config.model.encoder_readout = "pool"
+  # Lee & Nam 2017's multi-level aggregation: each layer's mean and std over
+  # time, concatenated, before the map to z (stop 18 of docs/remedies_cpu.md;
+  # stops 16-31 pooled the last layer only). A segment's code does not depend
+  # on where in the song it starts, and the encoder codes a crop of any length.
+  config.model.encoder_readout = "multilevel"
+  # CLMR (Spijkervet & Burgoyne 2021) / COLA (Saeed et al. 2021): NT-Xent
+  # between the codes of two random half-length crops of each segment, the
+  # batch's other segments as negatives. Weight 10 of {1, 10}, chosen on the
+  # larger dev set's validation split (stop 32).
+  config.loss.contrastive_weight = 10.0
   # Ours, on validation (docs/remedies_cpu.md, "Training length"): 1500 steps,
   # not the report recipe's 500. At 500 it clusters better on the embedded
   # corpus and worse on the real-audio dev set, and its codes are still
