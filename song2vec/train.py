@@ -138,9 +138,14 @@ def target_mean(loss: ml_collections.ConfigDict) -> float:
   return 0.5 * (lo + hi)
 
 
+def _example_keys(root, index):
+  """One key of `root` per example, by its index in the global batch (so N devices draw as 1)."""
+  return jax.vmap(lambda i: jax.random.fold_in(root, i))(index)
+
+
 def _augmented(loss: ml_collections.ConfigDict, x, policy, root, index):
   """x through `policy`, each example (by its index in the global batch) its own draw of `root`."""
-  keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(index)
+  keys = _example_keys(root, index)
   options = {
     "translation_ratio": loss.d_augment_translation,
     "cutout_ratio": loss.d_augment_cutout,
@@ -167,9 +172,10 @@ def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
   root = jax.random.fold_in(key, CONTRASTIVE_STREAM)
   codes = []
   for view in range(2):
-    keys = jax.vmap(lambda i, v=view: jax.random.fold_in(jax.random.fold_in(root, v), i))(index)
-    encoded = setup.encoder.apply(g_params["encoder"], augment.crops(x, keys, frames))
-    codes.append(encoded if not setup.encoder.stochastic else encoded[0])
+    keys = _example_keys(jax.random.fold_in(root, view), index)
+    codes.append(
+      _code(setup, setup.encoder.apply(g_params["encoder"], augment.crops(x, keys, frames)))
+    )
   if axis_name is not None:  # As for the MMD: negatives from every device's share.
     codes = jax.lax.all_gather(codes, axis_name, tiled=True)
   return losses.nt_xent(*codes, loss.contrastive_temperature)
