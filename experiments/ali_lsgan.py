@@ -133,6 +133,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.loss.contrastive_weight = 0.0
   config.loss.contrastive_temperature = 0.5  # CLMR's.
   config.loss.contrastive_crop = 0.5  # Ours: each crop's share of the segment's frames.
+  # CLMR's chain after the crop (its gain and filter; augment.POLICIES, sizes as
+  # for encoder_augment): each view through this policy, its own draw; "" is crops only.
+  config.loss.contrastive_augment = ""
   # Report: L2 on D's conv kernels (weight unstated). Ours; the logged
   # d_l2_penalty shows its size beside d_loss.
   config.loss.d_kernel_l2 = 1e-4

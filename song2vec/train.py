@@ -158,7 +158,9 @@ def _augmented(loss: ml_collections.ConfigDict, x, policy, root, index):
 def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
   """NT-Xent between the codes of two random crops of each segment, over the global batch.
 
-  The crops keep `loss.contrastive_crop` of the frames; the encoder codes them
+  The crops keep `loss.contrastive_crop` of the frames, then each passes
+  through `loss.contrastive_augment` (a policy of augment.POLICIES; none by
+  default) with its own draw; the encoder codes them
   as it codes a whole segment (its pooled readouts take any length). The
   stochastic encoder's mean is the code, as for embedding.
   """
@@ -169,13 +171,14 @@ def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
       "set model.encoder_readout to 'pool' or 'multilevel', not 'flatten'"
     )
   frames = max(1, int(round(x.shape[-1] * loss.contrastive_crop)))
+  policy = augment.parse_policy(loss.get("contrastive_augment", ""))
   root = jax.random.fold_in(key, CONTRASTIVE_STREAM)
   codes = []
   for view in range(2):
-    keys = _example_keys(jax.random.fold_in(root, view), index)
-    codes.append(
-      _code(setup, setup.encoder.apply(g_params["encoder"], augment.crops(x, keys, frames)))
-    )
+    view_x = augment.crops(x, _example_keys(jax.random.fold_in(root, view), index), frames)
+    if policy:  # CLMR's chain after the crop: each view its own gain and filter.
+      view_x = _augmented(loss, view_x, policy, jax.random.fold_in(root, 2 + view), index)
+    codes.append(_code(setup, setup.encoder.apply(g_params["encoder"], view_x)))
   if axis_name is not None:  # As for the MMD: negatives from every device's share.
     codes = jax.lax.all_gather(codes, axis_name, tiled=True)
   return losses.nt_xent(*codes, loss.contrastive_temperature)
