@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments import ali_lsgan
-from song2vec import health, models, train
+from song2vec import health, losses, models, train
 from song2vec.metric_writers import read_jsonl
 
 SHAPE = (16, 12)
@@ -315,6 +315,10 @@ def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion(
     ({}, {"d_augment": "color,translation,cutout"}),  # Drawn by global index.
     ({"encoder_readout": "pool"}, {"encoder_consistency_weight": 1.0}),  # So is E's view.
     ({"encoder_readout": "multilevel"}, {"contrastive_weight": 1.0}),  # Crops; gathered batch.
+    (  # Each view's gain and filter, drawn by global index.
+      {"encoder_readout": "multilevel"},
+      {"contrastive_weight": 1.0, "contrastive_augment": "color,eq"},
+    ),
   ],
 )
 def test_remedies_train_on_one_and_four_devices_alike(model, loss):
@@ -496,6 +500,30 @@ def test_contrastive_term_adds_its_weighted_nt_xent_and_needs_a_pooled_readout()
   config.loss.contrastive_weight = 1.0
   setup = train.make_setup(config, SHAPE)
   with pytest.raises(ValueError, match="encoder_readout"):
+    train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
+
+
+def test_contrastive_views_each_draw_their_own_gain_and_filter():
+  """Whole-segment crops: without the chain the two views are one, with it they differ."""
+  got = {}
+  for policy in ("", "color,eq"):
+    config = tiny_config()
+    config.model.encoder_readout = "pool"
+    config.loss.update(
+      {"contrastive_weight": 1.0, "contrastive_crop": 1.0, "contrastive_augment": policy}
+    )
+    setup = train.make_setup(config, SHAPE)
+    state = train.init_state(setup, SHAPE, seed=0)
+    got[policy] = train.g_step(setup, state, batch_for(1))[1]["contrastive"]
+    if not policy:
+      codes = setup.encoder.apply(state.g_params["encoder"], batch_for(1)["spectrogram"])
+      np.testing.assert_allclose(
+        got[policy], losses.nt_xent(codes, codes, config.loss.contrastive_temperature), rtol=1e-5
+      )
+  assert got["color,eq"] > got[""] + 1e-3  # The positives no longer match exactly.
+  config.loss.contrastive_augment = "color,reverb"
+  setup = train.make_setup(config, SHAPE)
+  with pytest.raises(ValueError, match="reverb"):
     train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
 
 
