@@ -103,11 +103,10 @@ def scores(
     *(embed.encode(config.model, shape, encoder_params, s.x) for s in (train, target))
   )
   out = {}
-  for level in ("segment", "song"):
-    e, labels, tr_e, tr_labels = te, target.labels, tr, train.labels
-    if level == "song":
-      e, labels, _ = embed.song_means(e, target.song_ids, labels)
-      tr_e, tr_labels, _ = embed.song_means(tr_e, train.song_ids, tr_labels)
+  for level in evaluate.LEVELS:
+    e, labels, _, tr_e, tr_labels = evaluate.at_level(
+      level, te, target.labels, target.song_ids, tr, train.labels, train.song_ids
+    )
     for algorithm in evaluate.ALGORITHMS:
       s = evaluate.clustering_scores(
         e, labels, algorithm, config.eval.seeds, config.eval.clustering

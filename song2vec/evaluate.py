@@ -34,6 +34,7 @@ from song2vec import embed, input_pipeline, neighbors, report
 
 SCORES = ("v_measure", "ami", "nmi", "ari")
 ALGORITHMS = ("kmeans", "gmm")
+LEVELS = ("segment", "song")  # Each segment; each song's mean segment.
 # The config.eval settings `evaluate` reads; a run written before one of them
 # existed is re-evaluated through launch.py, with its experiment's settings.
 EVAL_SETTINGS = (
@@ -207,6 +208,19 @@ def compute_embeddings(
   return out, train_out, target, train, step
 
 
+def at_level(level: str, e, labels, songs, train_e, train_labels, train_songs):
+  """The items a level scores: segments as they are, or each song's mean segment.
+
+  Target and train alike. Returns (e, labels, groups, train_e, train_labels),
+  groups being each item's song.
+  """
+  if level == "segment":
+    return e, labels, songs, train_e, train_labels
+  e, labels, groups = embed.song_means(e, songs, labels)
+  train_e, train_labels, _ = embed.song_means(train_e, train_songs, train_labels)
+  return e, labels, groups, train_e, train_labels
+
+
 def evaluate(
   config,
   workdir: str,
@@ -237,14 +251,17 @@ def evaluate(
       name: variance_shares(emb[idx], target.labels[idx], target.song_ids[idx])
       for name, emb in embeddings.items()
     }
-    for level in ("segment", "song"):
+    for level in LEVELS:
       for emb_name, emb in embeddings.items():
-        e, labels, songs = emb[idx], target.labels[idx], target.song_ids[idx]
-        tr, tr_labels = train_embeddings[emb_name][train_idx], train.labels[train_idx]
-        groups = songs
-        if level == "song":
-          e, labels, groups = embed.song_means(e, songs, labels)
-          tr, tr_labels, _ = embed.song_means(tr, train.song_ids[train_idx], tr_labels)
+        e, labels, groups, tr, tr_labels = at_level(
+          level,
+          emb[idx],
+          target.labels[idx],
+          target.song_ids[idx],
+          train_embeddings[emb_name][train_idx],
+          train.labels[train_idx],
+          train.song_ids[train_idx],
+        )
         knn = knn_precision(e, labels, groups, config.eval.knn_k)
         probe = linear_probe(tr, tr_labels, e, labels, config.eval.probe)
         majority = float(np.max(np.bincount(labels)) / len(labels))
@@ -287,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
   group.add_argument(
     "--aggregate", nargs="+", metavar="WORKDIR", help="runs whose reports to combine (mean ± std)"
   )
-  parser.add_argument("--level", default="segment", choices=("segment", "song"))
+  parser.add_argument("--level", default="segment", choices=LEVELS)
   parser.add_argument(
     "--split",
     default="test",
