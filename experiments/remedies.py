@@ -16,8 +16,8 @@ recipe of experiments/song2vec.py was chosen.
 
 Points: the report's recipe; each remedy added to it alone; then the
 combinations that healthy diagnostics suggested (see docs/remedies_cpu.md).
-The whole sweep is 39 points x 3 seeds, about 9 minutes a run on 2 CPU cores
-(some 16 hours a set): docs/remedies_cpu.md says which points have run.
+The whole sweep is 42 points x 3 seeds, about 9 minutes a run on 2 CPU cores
+(some 19 hours a set): docs/remedies_cpu.md says which points have run.
 """
 
 import ml_collections
@@ -96,7 +96,14 @@ REMEDIES = {
   # CLMR (Spijkervet & Burgoyne 2021) / COLA (Saeed et al. 2021): NT-Xent between
   # two random crops of each segment; weight 10 of {1, 10} (stop 32).
   "contrastive10": {"loss.contrastive_weight": 10.0},
+  # CLMR's gain and filter on each contrastive crop (stop 33; EQ 1.0 of {0.5, 1.0}).
+  "contrastive_views": {"loss.contrastive_augment": "color,eq", "loss.augment_eq_std": 1.0},
+  # NT-Xent's temperature above CLMR's 0.5 (stop 33).
+  "temperature1": {"loss.contrastive_temperature": 1.0},
 }
+
+# Remedies that act through the contrastive term: they join it, not the report's recipe.
+NEED_CONTRASTIVE = ("contrastive10", "contrastive_views", "temperature1")
 
 
 # The point experiments/song2vec.py adopts (stop 32), and the one it adopted
@@ -118,7 +125,7 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
   # The contrastive term's crops need a pooled readout; the report's flattened
   # one cannot code them, so that remedy joins the report's recipe with one.
   points += [
-    (f"+{name}", overrides) for name, overrides in REMEDIES.items() if name != "contrastive10"
+    (f"+{name}", overrides) for name, overrides in REMEDIES.items() if name not in NEED_CONTRASTIVE
   ]
   points += [("+multilevel_readout+contrastive10", combined("multilevel_readout", "contrastive10"))]
   points += [
@@ -148,6 +155,19 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
     # Stop 32: the multilevel readout, alone and with the contrastive term (chosen).
     ("g1+unary+cycles10+multilevel", combined(*CHOSEN[:-1])),
     ("g1+unary+cycles10+multilevel+contrastive10", combined(*CHOSEN)),
+    # Stop 33: screened on seed 0 against the chosen point; none adopted.
+    (
+      "g1+unary+cycles10+multilevel+contrastive10+contrastive_views",
+      combined(*CHOSEN, "contrastive_views"),
+    ),
+    (
+      "g1+unary+cycles10+multilevel+contrastive10+temperature1",
+      combined(*CHOSEN, "temperature1"),
+    ),
+    (
+      "g1+unary+cycles10+multilevel+contrastive10+keep_frames+std",  # Multilevel, std only.
+      {**combined(*CHOSEN, "keep_frames"), "model.pool_stats": ("std",)},
+    ),
   ]
   return [
     {"name": f"{name}-seed{seed}", "overrides": {**overrides, "seed": seed}}
