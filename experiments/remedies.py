@@ -124,6 +124,8 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
   points = [("report", {})]
   # The contrastive term's crops need a pooled readout; the report's flattened
   # one cannot code them, so that remedy joins the report's recipe with one.
+  # The remedies that shape the term (its views, its temperature) do nothing
+  # without it, so they appear only beside the chosen point, which has it.
   points += [
     (f"+{name}", overrides) for name, overrides in REMEDIES.items() if name not in NEED_CONTRASTIVE
   ]
