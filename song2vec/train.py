@@ -176,8 +176,8 @@ def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
   codes = []
   for view in range(2):
     view_x = augment.crops(x, _example_keys(jax.random.fold_in(root, view), index), frames)
-    if policy:  # CLMR's chain after the crop: each view its own gain and filter.
-      view_x = _augmented(loss, view_x, policy, jax.random.fold_in(root, 2 + view), index)
+    # CLMR's chain after the crop, each view its own draw (an empty policy passes x through).
+    view_x = _augmented(loss, view_x, policy, jax.random.fold_in(root, 2 + view), index)
     codes.append(_code(setup, setup.encoder.apply(g_params["encoder"], view_x)))
   if axis_name is not None:  # As for the MMD: negatives from every device's share.
     codes = jax.lax.all_gather(codes, axis_name, tiled=True)
