@@ -133,6 +133,10 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   config.loss.contrastive_weight = 0.0
   config.loss.contrastive_temperature = 0.5  # CLMR's.
   config.loss.contrastive_crop = 0.5  # Ours: each crop's share of the segment's frames.
+  # Ours: "segment", the two crops are of one segment; "song", of two segments of
+  # one song, as CLMR and COLA crop two moments of a track (batches then come as
+  # pairs of a song's segments).
+  config.loss.contrastive_positives = "segment"
   # CLMR's chain after the crop (its gain and filter; augment.POLICIES, sizes as
   # for encoder_augment): each view through this policy, its own draw; "" is crops only.
   config.loss.contrastive_augment = ""

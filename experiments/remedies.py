@@ -100,10 +100,12 @@ REMEDIES = {
   "contrastive_views": {"loss.contrastive_augment": "color,eq", "loss.augment_eq_std": 1.0},
   # NT-Xent's temperature above CLMR's 0.5 (stop 33).
   "temperature1": {"loss.contrastive_temperature": 1.0},
+  # CLMR's and COLA's positives: crops of two segments of one song, not of one (stop 34).
+  "song_positives": {"loss.contrastive_positives": "song"},
 }
 
 # Remedies that act through the contrastive term: they join it, not the report's recipe.
-NEED_CONTRASTIVE = ("contrastive10", "contrastive_views", "temperature1")
+NEED_CONTRASTIVE = ("contrastive10", "contrastive_views", "temperature1", "song_positives")
 
 
 # The point experiments/song2vec.py adopts (stop 32), and the one it adopted
@@ -169,6 +171,11 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
     (
       "g1+unary+cycles10+multilevel+contrastive10+keep_frames+std",  # Multilevel, std only.
       {**combined(*CHOSEN, "keep_frames"), "model.pool_stats": ("std",)},
+    ),
+    # Stop 34: screened on seed 0 against the chosen point.
+    (
+      "g1+unary+cycles10+multilevel+contrastive10+song_positives",
+      combined(*CHOSEN, "song_positives"),
     ),
   ]
   return [

@@ -106,9 +106,18 @@ def make_batch_fn(config: ml_collections.ConfigDict, dataset_dir: str):
       num_devices=num_devices if train.data_parallel(num_devices) else 0,
       keys=("spectrogram",),
       centering=config.model.get("input_centering", "none"),
+      song_pairs=uses_song_pairs(config),
     )
 
   return make_batches
+
+
+def uses_song_pairs(config: ml_collections.ConfigDict) -> bool:
+  """Whether training batches come as pairs of one song's segments (the contrastive term's)."""
+  loss = config.loss
+  return bool(loss.get("contrastive_weight", 0.0)) and (
+    loss.get("contrastive_positives", "segment") == "song"
+  )
 
 
 def diagnostic_segments(config: ml_collections.ConfigDict, dataset_dir: str):

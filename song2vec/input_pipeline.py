@@ -163,10 +163,31 @@ def examples_per_epoch(dataset_dir: str, split: str, files: list[str]) -> int:
   return sum(by_name[os.path.basename(f)] for f in files)
 
 
-def _epoch_fn(files: list[str], seed: int, shuffle_buffer: int):
-  """epoch index -> that epoch's serialized records, in an order fixed by (seed, epoch)."""
+def _song_pairs(records: tf.data.Dataset) -> tf.data.Dataset:
+  """A shard's serialized records as [2] pairs of consecutive segments of one song.
+
+  data_prep writes a song's segments one after another, so a song of n segments
+  gives n // 2 pairs (its odd last segment, if any, none).
+  """
+  spec = {"song_id": writer.parse_spec()["song_id"]}
+
+  def song(record):
+    song_id = tf.io.parse_single_example(record, spec)["song_id"]
+    return tf.strings.to_hash_bucket_fast(song_id, 2**62)
+
+  pairs = records.group_by_window(song, lambda _, w: w.batch(2), window_size=2)
+  return pairs.filter(lambda pair: tf.shape(pair)[0] == 2)
+
+
+def _epoch_fn(files: list[str], seed: int, shuffle_buffer: int, song_pairs: bool = False):
+  """epoch index -> that epoch's serialized records, in an order fixed by (seed, epoch).
+
+  With `song_pairs` the records come two by two, each two segments of one song
+  (the pairs are shuffled, never their halves apart).
+  """
   names = tf.constant(files)
   cycle = min(len(files), 8)
+  read = (lambda f: _song_pairs(tf.data.TFRecordDataset(f))) if song_pairs else tf.data.TFRecordDataset
 
   def epoch(e):
     file_key, buffer_key = tf.unstack(
@@ -179,11 +200,11 @@ def _epoch_fn(files: list[str], seed: int, shuffle_buffer: int):
     )
     ds = tf.data.Dataset.from_tensor_slices(tf.gather(names, order))
     ds = ds.interleave(
-      tf.data.TFRecordDataset,
-      cycle_length=cycle,
-      num_parallel_calls=tf.data.AUTOTUNE,
-      deterministic=True,
+      read, cycle_length=cycle, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
+    if song_pairs:
+      ds = ds.shuffle(max(1, shuffle_buffer // 2), seed=buffer_seed, reshuffle_each_iteration=False)
+      return ds.unbatch()
     return ds.shuffle(shuffle_buffer, seed=buffer_seed, reshuffle_each_iteration=False)
 
   return epoch
@@ -201,6 +222,7 @@ def train_iterator(
   repeat: bool = True,
   start_batch: int = 0,
   centering: str = "none",
+  song_pairs: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Endless shuffled batches of normalised spectrograms, in a seeded order.
 
@@ -227,6 +249,10 @@ def train_iterator(
     start_batch: the first batch to yield, counted from the start of the
       first epoch (a resumed run passes the number of batches already used).
     centering: what to remove from each segment (see CENTERING_AXES).
+    song_pairs: examples 2i and 2i + 1 of every batch are two segments of one
+      song (the contrastive term's song-level positives); batch_size, and the
+      share of each device, must be even. A song's odd last segment is never
+      read, so a resumed run reads its skip from the first epoch on.
 
   Yields:
     dicts of numpy arrays; "spectrogram" is [..., bins, frames] float32.
@@ -240,14 +266,19 @@ def train_iterator(
     raise ValueError(f"batch_size {batch_size} is not divisible by {num_devices} devices")
   if start_batch < 0:
     raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+  per_device = batch_size // num_devices if num_devices else batch_size
+  if song_pairs and per_device % 2:
+    raise ValueError(f"song pairs need an even batch on each device, got {per_device}")
   info = load_info(dataset_dir)
   files = shard_files(dataset_dir, split)
   per_epoch = examples_per_epoch(dataset_dir, split, files)
   if not per_epoch:  # Else an endless run of empty epochs would never yield.
     raise ValueError(f"{dataset_dir}: this process's {split} shards hold no examples")
   first_epoch, skip = divmod(start_batch * batch_size, per_epoch)
+  if song_pairs:  # An epoch holds fewer records than per_epoch where a song's count is odd.
+    first_epoch, skip = 0, start_batch * batch_size
   epochs = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max if repeat else 1)
-  ds = epochs.flat_map(_epoch_fn(files, seed, shuffle_buffer))
+  ds = epochs.flat_map(_epoch_fn(files, seed, shuffle_buffer, song_pairs))
   ds = ds.skip(skip)  # Serialized records: skipping them costs reading, not parsing.
   ds = ds.batch(batch_size, drop_remainder=True)
   ds = ds.map(_parser(info, keys, centering), num_parallel_calls=tf.data.AUTOTUNE)

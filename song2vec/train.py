@@ -155,14 +155,21 @@ def _augmented(loss: ml_collections.ConfigDict, x, policy, root, index):
   return augment.augment(x, keys, policy, **options)
 
 
-def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
-  """NT-Xent between the codes of two random crops of each segment, over the global batch.
+CONTRASTIVE_POSITIVES = ("segment", "song")
 
-  The crops keep `loss.contrastive_crop` of the frames, then each passes
-  through `loss.contrastive_augment` (a policy of augment.POLICIES; none by
-  default) with its own draw; the encoder codes them
-  as it codes a whole segment (its pooled readouts take any length). The
-  stochastic encoder's mean is the code, as for embedding.
+
+def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
+  """NT-Xent between the codes of two random crops, over the global batch.
+
+  With `loss.contrastive_positives="segment"` the two crops are of each
+  segment; with "song" (CLMR's and COLA's positives: two moments of a track)
+  the first is of segment 2i and the second of segment 2i + 1, two segments
+  of one song (the input pipeline's `song_pairs`). The crops keep
+  `loss.contrastive_crop` of the frames, then each passes through
+  `loss.contrastive_augment` (a policy of augment.POLICIES; none by default)
+  with its own draw; the encoder codes them as it codes a whole segment (its
+  pooled readouts take any length). The stochastic encoder's mean is the
+  code, as for embedding.
   """
   loss = setup.loss
   if setup.encoder.readout == "flatten":
@@ -170,14 +177,23 @@ def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
       "loss.contrastive_weight needs an encoder that codes shorter crops: "
       "set model.encoder_readout to 'pool' or 'multilevel', not 'flatten'"
     )
+  positives = loss.get("contrastive_positives", "segment")
+  if positives not in CONTRASTIVE_POSITIVES:
+    raise ValueError(
+      f"loss.contrastive_positives must be one of {CONTRASTIVE_POSITIVES}, got {positives!r}"
+    )
+  if positives == "song":  # Rows 2i and 2i + 1 are one song's (input_pipeline's song_pairs).
+    sources = [(x[0::2], index[0::2]), (x[1::2], index[1::2])]
+  else:
+    sources = [(x, index), (x, index)]
   frames = max(1, int(round(x.shape[-1] * loss.contrastive_crop)))
   policy = augment.parse_policy(loss.get("contrastive_augment", ""))
   root = jax.random.fold_in(key, CONTRASTIVE_STREAM)
   codes = []
-  for view in range(2):
-    view_x = augment.crops(x, _example_keys(jax.random.fold_in(root, view), index), frames)
+  for view, (segments, rows) in enumerate(sources):
+    view_x = augment.crops(segments, _example_keys(jax.random.fold_in(root, view), rows), frames)
     # CLMR's chain after the crop, each view its own draw (an empty policy passes x through).
-    view_x = _augmented(loss, view_x, policy, jax.random.fold_in(root, 2 + view), index)
+    view_x = _augmented(loss, view_x, policy, jax.random.fold_in(root, 2 + view), rows)
     codes.append(_code(setup, setup.encoder.apply(g_params["encoder"], view_x)))
   if axis_name is not None:  # As for the MMD: negatives from every device's share.
     codes = jax.lax.all_gather(codes, axis_name, tiled=True)

@@ -222,3 +222,40 @@ def test_tensorflow_sees_no_gpu():
   import tensorflow as tf
 
   assert tf.config.get_visible_devices("GPU") == []
+
+
+def test_song_pairs_put_two_segments_of_one_song_side_by_side(dataset):
+  segments = collections.Counter(ex["song_id"] for ex in read_split(dataset, "train"))
+  per_epoch = sum(n // 2 for n in segments.values())  # A song's odd last segment is not read.
+  assert any(n % 2 for n in segments.values())  # So the test sees one dropped.
+  it = input_pipeline.train_iterator(dataset, 2, seed=5, keys=_KEYS, song_pairs=True)
+  stream = _stream(_take(it, 3 * per_epoch))  # Three epochs, a pair per batch.
+  pairs = list(zip(stream[0::2], stream[1::2], strict=True))
+  assert all(a[0] == b[0] and a[1] != b[1] for a, b in pairs)  # One song, two segments.
+  epochs = [pairs[e * per_epoch : (e + 1) * per_epoch] for e in range(3)]
+  assert len(set(epochs[0])) == per_epoch and set(epochs[0]) == set(epochs[1]) == set(epochs[2])
+  assert epochs[0] != epochs[1]  # Each epoch has its own order of pairs.
+  # A resumed run reads the batches an uninterrupted one does.
+  def run(start, n):
+    it = input_pipeline.train_iterator(
+      dataset, 4, seed=5, keys=_KEYS, song_pairs=True, start_batch=start
+    )
+    return _stream(_take(it, n))
+
+  assert run(7, 2) == run(0, 9)[7 * 4 :]
+  with pytest.raises(ValueError, match="even batch"):
+    next(input_pipeline.train_iterator(dataset, 6, num_devices=2, song_pairs=True))
+  # The experiment reads pairs when, and only when, the term asks for song positives.
+  from experiments import ali_lsgan
+  from song2vec import experiment
+
+  config = ali_lsgan.get_config("cpu")
+  config.train.update(batch_size=4, num_devices=1)
+  config.loss.update(contrastive_weight=1.0, contrastive_positives="song")
+  paired = input_pipeline.train_iterator(dataset, 4, song_pairs=True, keys=_KEYS)
+  np.testing.assert_array_equal(
+    next(experiment.make_batch_fn(config, dataset)(0))["spectrogram"], next(paired)["spectrogram"]
+  )
+  assert experiment.uses_song_pairs(config)
+  config.loss.contrastive_weight = 0.0
+  assert not experiment.uses_song_pairs(config)

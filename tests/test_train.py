@@ -319,6 +319,10 @@ def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion(
       {"encoder_readout": "multilevel"},
       {"contrastive_weight": 1.0, "contrastive_augment": "color,eq"},
     ),
+    (  # Song positives: each device's rows 2i, 2i + 1, the negatives gathered.
+      {"encoder_readout": "multilevel"},
+      {"contrastive_weight": 1.0, "contrastive_positives": "song"},
+    ),
   ],
 )
 def test_remedies_train_on_one_and_four_devices_alike(model, loss):
@@ -524,6 +528,25 @@ def test_contrastive_views_each_draw_their_own_gain_and_filter():
   config.loss.contrastive_augment = "color,reverb"
   setup = train.make_setup(config, SHAPE)
   with pytest.raises(ValueError, match="reverb"):
+    train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
+
+
+def test_song_positives_pair_rows_two_by_two():
+  """Whole-segment crops: the song term is NT-Xent of rows 2i against rows 2i + 1."""
+  config = tiny_config()
+  config.model.encoder_readout = "pool"
+  config.loss.update(
+    {"contrastive_weight": 1.0, "contrastive_crop": 1.0, "contrastive_positives": "song"}
+  )
+  setup = train.make_setup(config, SHAPE)
+  state = train.init_state(setup, SHAPE, seed=0)
+  got = train.g_step(setup, state, batch_for(1))[1]["contrastive"]
+  codes = setup.encoder.apply(state.g_params["encoder"], batch_for(1)["spectrogram"])
+  want = losses.nt_xent(codes[0::2], codes[1::2], config.loss.contrastive_temperature)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  config.loss.contrastive_positives = "album"
+  setup = train.make_setup(config, SHAPE)
+  with pytest.raises(ValueError, match="contrastive_positives"):
     train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
 
 
