@@ -187,7 +187,10 @@ def _epoch_fn(files: list[str], seed: int, shuffle_buffer: int, song_pairs: bool
   """
   names = tf.constant(files)
   cycle = min(len(files), 8)
-  read = (lambda f: _song_pairs(tf.data.TFRecordDataset(f))) if song_pairs else tf.data.TFRecordDataset
+
+  def read(name):
+    records = tf.data.TFRecordDataset(name)
+    return _song_pairs(records) if song_pairs else records
 
   def epoch(e):
     file_key, buffer_key = tf.unstack(

@@ -235,6 +235,7 @@ def test_song_pairs_put_two_segments_of_one_song_side_by_side(dataset):
   epochs = [pairs[e * per_epoch : (e + 1) * per_epoch] for e in range(3)]
   assert len(set(epochs[0])) == per_epoch and set(epochs[0]) == set(epochs[1]) == set(epochs[2])
   assert epochs[0] != epochs[1]  # Each epoch has its own order of pairs.
+
   # A resumed run reads the batches an uninterrupted one does.
   def run(start, n):
     it = input_pipeline.train_iterator(
