@@ -140,6 +140,9 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # CLMR's chain after the crop (its gain and filter; augment.POLICIES, sizes as
   # for encoder_augment): each view through this policy, its own draw; "" is crops only.
   config.loss.contrastive_augment = ""
+  # SimCLR (Chen et al. 2020): the term compares a projection head's g(z), Dense
+  # layers of these widths with ReLU between, not z; (): z itself.
+  config.model.projector_features = ()
   # Report: L2 on D's conv kernels (weight unstated). Ours; the logged
   # d_l2_penalty shows its size beside d_loss.
   config.loss.d_kernel_l2 = 1e-4

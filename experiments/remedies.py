@@ -102,10 +102,20 @@ REMEDIES = {
   "temperature1": {"loss.contrastive_temperature": 1.0},
   # CLMR's and COLA's positives: crops of two segments of one song, not of one (stop 34).
   "song_positives": {"loss.contrastive_positives": "song"},
+  # SimCLR (Chen et al. 2020): the term compares g(z), a head with one hidden
+  # layer as wide as z and SimCLR's 128-d output, so z need not fold onto the
+  # few directions the term rewards (stop 35).
+  "projector": {"model.projector_features": (64, 128)},
 }
 
 # Remedies that act through the contrastive term: they join it, not the report's recipe.
-NEED_CONTRASTIVE = ("contrastive10", "contrastive_views", "temperature1", "song_positives")
+NEED_CONTRASTIVE = (
+  "contrastive10",
+  "contrastive_views",
+  "temperature1",
+  "song_positives",
+  "projector",
+)
 
 
 # The point experiments/song2vec.py adopts (stop 35), the one it adopted at
@@ -175,6 +185,11 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
     ),
     # Stop 34: screened against stop 32's point; chosen at stop 35.
     ("g1+unary+cycles10+multilevel+contrastive10+song_positives", combined(*CHOSEN)),
+    # Stop 35: screened on seed 0 against the chosen point.
+    (
+      "g1+unary+cycles10+multilevel+contrastive10+song_positives+projector",
+      combined(*CHOSEN, "projector"),
+    ),
   ]
   return [
     {"name": f"{name}-seed{seed}", "overrides": {**overrides, "seed": seed}}

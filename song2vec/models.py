@@ -272,6 +272,27 @@ class Discriminator(nn.Module):
     return {k: v.astype(jnp.float32) for k, v in scores.items()}
 
 
+class Projector(nn.Module):
+  """SimCLR's projection head g(z) (Chen et al. 2020): Dense layers, ReLU between.
+
+  The contrastive term compares g(z), not z, so that the invariances it asks
+  for can be met in g's output without folding z itself onto a few directions
+  (Jing et al. 2022's dimensional collapse). `features` are the layers' widths.
+  """
+
+  features: Sequence[int]
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    h = z.astype(self.dtype)
+    for i, width in enumerate(self.features):
+      if i:
+        h = nn.relu(h)
+      h = nn.Dense(width, dtype=self.dtype, name=f"dense_{i}")(h)
+    return h.astype(jnp.float32)
+
+
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 
 
@@ -326,6 +347,14 @@ def make_models(model_config, shape: tuple[int, int]) -> tuple[Encoder, Decoder,
   return encoder, decoder, discriminator
 
 
+def make_projector(model_config) -> Projector | None:
+  """The contrastive term's projection head, or None where `model.projector_features` is ()."""
+  features = tuple(model_config.get("projector_features", ()))
+  if not features:
+    return None
+  return Projector(features, dtype=compute_dtype(model_config.get("compute_dtype", "float32")))
+
+
 def init_variables(model_config, shape: tuple[int, int], seed: int) -> dict:
   """Initial variables of all three networks for a run's seed.
 
@@ -334,9 +363,9 @@ def init_variables(model_config, shape: tuple[int, int], seed: int) -> dict:
   step 0.
 
   Returns:
-    {"encoder": ..., "decoder": ..., "discriminator": ...}; the
-    discriminator's holds "params" and, with spectral normalisation,
-    "batch_stats" (its power-iteration vectors).
+    {"encoder": ..., "decoder": ..., "discriminator": ...}, and "projector"
+    where the config has one; the discriminator's holds "params" and, with
+    spectral normalisation, "batch_stats" (its power-iteration vectors).
   """
   config_json = json.dumps(model_config.to_dict(), sort_keys=True)
   return _compiled_init(config_json, tuple(shape))(jax.random.key(seed))
@@ -354,19 +383,26 @@ def _compiled_init(model_config_json: str, shape: tuple[int, int]):
   return jax.jit(init_program(model_config, shape))
 
 
+PROJECTOR_STREAM = 0x50524F4A  # fold_in value of the projector's initial key ("PROJ").
+
+
 def init_program(model_config, shape: tuple[int, int]):
   """key -> the three networks' initial variables, uncompiled (init_variables jits it)."""
   encoder, decoder, discriminator = make_models(model_config, shape)
+  projector = make_projector(model_config)
 
   def init(key):
     k_enc, k_dec, k_d, _ = jax.random.split(key, 4)
     x = jnp.zeros((1, *shape), jnp.float32)
     z = jnp.zeros((1, encoder.z_dim), jnp.float32)
-    return {
+    variables = {
       "encoder": encoder.init(k_enc, x),
       "decoder": decoder.init(k_dec, z),
       "discriminator": discriminator.init(k_d, x, z, train=False),
     }
+    if projector is not None:  # Its own key: the three networks' stay as without it.
+      variables["projector"] = projector.init(jax.random.fold_in(key, PROJECTOR_STREAM), z)
+    return variables
 
   return init
 

@@ -40,7 +40,7 @@ from song2vec.progress import progress_bar
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array  # Completed steps (D and G steps both count).
-  g_params: Any  # {"encoder": ..., "decoder": ...}
+  g_params: Any  # {"encoder": ..., "decoder": ...} (and "projector" where the config has one)
   d_params: Any  # {"params": ...}
   d_stats: Any  # D's spectral-norm power-iteration vectors ({} without it).
   g_opt_state: Any
@@ -60,6 +60,7 @@ class Setup(NamedTuple):
   loss: ml_collections.ConfigDict
   model: ml_collections.ConfigDict
   ema_decay: float
+  projector: models.Projector | None = None  # The contrastive term's head, if any.
 
 
 AXIS = "batch"  # The pmapped device axis.
@@ -85,24 +86,30 @@ def make_setup(config: ml_collections.ConfigDict, shape: tuple[int, int]) -> Set
     loss=config.loss,
     model=config.model,
     ema_decay=t.ema_decay,
+    projector=models.make_projector(config.model),
   )
 
 
 def g_optimizer(t: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam for E+G; the decoder at its own rate when `decoder_learning_rate` is set."""
+  """Adam for E+G; the decoder at its own rate when `decoder_learning_rate` is set.
+
+  A projector (the contrastive term's head) learns at the encoder's rate.
+  """
   adam = functools.partial(optax.adam, b1=t.adam_b1, b2=t.adam_b2)
   decoder_lr = t.get("decoder_learning_rate", 0.0)
   if not decoder_lr:
     return adam(t.g_learning_rate)
   return optax.multi_transform(
     {"encoder": adam(t.g_learning_rate), "decoder": adam(decoder_lr)},
-    {"encoder": "encoder", "decoder": "decoder"},
+    lambda g_params: {name: "decoder" if name == "decoder" else "encoder" for name in g_params},
   )
 
 
 def init_state(setup: Setup, shape: tuple[int, int], seed: int) -> TrainState:
   variables = models.init_variables(setup.model, shape, seed)
   g_params = {"encoder": variables["encoder"], "decoder": variables["decoder"]}
+  if "projector" in variables:
+    g_params["projector"] = variables["projector"]
   d_vars = dict(variables["discriminator"])
   d_params = {"params": d_vars.pop("params")}
   return TrainState(
@@ -164,7 +171,9 @@ def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
   With `loss.contrastive_positives="segment"` the two crops are of each
   segment; with "song" (CLMR's and COLA's positives: two moments of a track)
   the first is of segment 2i and the second of segment 2i + 1, two segments
-  of one song (the input pipeline's `song_pairs`). The crops keep
+  of one song (the input pipeline's `song_pairs`). With
+  `model.projector_features` the term compares the codes after SimCLR's
+  projection head, not the codes themselves. The crops keep
   `loss.contrastive_crop` of the frames, then each passes through
   `loss.contrastive_augment` (a policy of augment.POLICIES; none by default)
   with its own draw; the encoder codes them as it codes a whole segment (its
@@ -194,7 +203,10 @@ def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
     view_x = augment.crops(segments, _example_keys(jax.random.fold_in(root, view), rows), frames)
     # CLMR's chain after the crop, each view its own draw (an empty policy passes x through).
     view_x = _augmented(loss, view_x, policy, jax.random.fold_in(root, 2 + view), rows)
-    codes.append(_code(setup, setup.encoder.apply(g_params["encoder"], view_x)))
+    code = _code(setup, setup.encoder.apply(g_params["encoder"], view_x))
+    if setup.projector is not None:  # SimCLR's head: the term compares g(z).
+      code = setup.projector.apply(g_params["projector"], code)
+    codes.append(code)
   if axis_name is not None:  # As for the MMD: negatives from every device's share.
     codes = jax.lax.all_gather(codes, axis_name, tiled=True)
   return losses.nt_xent(*codes, loss.contrastive_temperature)

@@ -550,6 +550,39 @@ def test_song_positives_pair_rows_two_by_two():
     train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
 
 
+def test_projector_is_what_the_contrastive_term_compares_and_leaves_the_rest_alone():
+  """SimCLR's head: the term is NT-Xent of g(z); E, G_x and D start as without it."""
+  config = tiny_config()
+  config.model.encoder_readout = "pool"
+  config.loss.update(
+    {"contrastive_weight": 1.0, "contrastive_crop": 1.0, "contrastive_positives": "song"}
+  )
+  plain = train.make_setup(config, SHAPE)
+  plain_state = train.init_state(plain, SHAPE, seed=0)
+  config.model.projector_features = (16, 4)
+  config.train.decoder_learning_rate = 1e-3  # The multi-rate optimizer takes the head too.
+  setup = train.make_setup(config, SHAPE)
+  state = train.init_state(setup, SHAPE, seed=0)
+  assert set(state.g_params) == {"encoder", "decoder", "projector"}
+  for name in ("encoder", "decoder"):
+    jax.tree.map(np.testing.assert_array_equal, state.g_params[name], plain_state.g_params[name])
+  jax.tree.map(np.testing.assert_array_equal, state.d_params, plain_state.d_params)
+  x = batch_for(1)["spectrogram"]
+  projected = setup.projector.apply(
+    state.g_params["projector"], setup.encoder.apply(state.g_params["encoder"], x)
+  )
+  assert projected.shape == (BATCH, 4)
+  new_state, metrics = train.g_step(setup, state, batch_for(1))
+  want = losses.nt_xent(projected[0::2], projected[1::2], config.loss.contrastive_temperature)
+  np.testing.assert_allclose(metrics["contrastive"], want, rtol=1e-5)
+  moved = jax.tree.map(
+    lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+    new_state.g_params["projector"],
+    state.g_params["projector"],
+  )
+  assert all(jax.tree.leaves(moved)), "every projector weight learns"
+
+
 def test_adversarial_weight_scales_only_the_games_part_of_the_e_g_loss():
   g, d = {}, {}
   for weight in (1.0, 0.0, 2.0):
