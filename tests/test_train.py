@@ -531,13 +531,19 @@ def test_contrastive_views_each_draw_their_own_gain_and_filter():
     train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
 
 
-def test_song_positives_pair_rows_two_by_two():
-  """Whole-segment crops: the song term is NT-Xent of rows 2i against rows 2i + 1."""
+def _song_term_config():
+  """A tiny config whose contrastive term pairs rows 2i and 2i + 1 on whole segments."""
   config = tiny_config()
   config.model.encoder_readout = "pool"
   config.loss.update(
     {"contrastive_weight": 1.0, "contrastive_crop": 1.0, "contrastive_positives": "song"}
   )
+  return config
+
+
+def test_song_positives_pair_rows_two_by_two():
+  """Whole-segment crops: the song term is NT-Xent of rows 2i against rows 2i + 1."""
+  config = _song_term_config()
   setup = train.make_setup(config, SHAPE)
   state = train.init_state(setup, SHAPE, seed=0)
   got = train.g_step(setup, state, batch_for(1))[1]["contrastive"]
@@ -552,11 +558,7 @@ def test_song_positives_pair_rows_two_by_two():
 
 def test_projector_is_what_the_contrastive_term_compares_and_leaves_the_rest_alone():
   """SimCLR's head: the term is NT-Xent of g(z); E, G_x and D start as without it."""
-  config = tiny_config()
-  config.model.encoder_readout = "pool"
-  config.loss.update(
-    {"contrastive_weight": 1.0, "contrastive_crop": 1.0, "contrastive_positives": "song"}
-  )
+  config = _song_term_config()
   plain = train.make_setup(config, SHAPE)
   plain_state = train.init_state(plain, SHAPE, seed=0)
   config.model.projector_features = (16, 4)
