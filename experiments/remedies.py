@@ -102,6 +102,9 @@ REMEDIES = {
   "temperature1": {"loss.contrastive_temperature": 1.0},
   # CLMR's and COLA's positives: crops of two segments of one song, not of one (stop 34).
   "song_positives": {"loss.contrastive_positives": "song"},
+  # SimCLR's best temperature at large batches (Chen et al. 2020); a lower one
+  # asks more of the codes' uniformity (Wang & Isola 2020) (stop 35).
+  "temperature0.1": {"loss.contrastive_temperature": 0.1},
   # SimCLR (Chen et al. 2020): the term compares g(z), a head with one hidden
   # layer as wide as z and SimCLR's 128-d output, so z need not fold onto the
   # few directions the term rewards (stop 35).
@@ -113,6 +116,7 @@ NEED_CONTRASTIVE = (
   "contrastive10",
   "contrastive_views",
   "temperature1",
+  "temperature0.1",
   "song_positives",
   "projector",
 )
@@ -189,6 +193,10 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
     (
       "g1+unary+cycles10+multilevel+contrastive10+song_positives+projector",
       combined(*CHOSEN, "projector"),
+    ),
+    (
+      "g1+unary+cycles10+multilevel+contrastive10+song_positives+temperature0.1",
+      combined(*CHOSEN, "temperature0.1"),
     ),
   ]
   return [
