@@ -88,7 +88,10 @@ def atomic_shard(out_dir: str, name: str):
     yield writer
   except BaseException:
     writer.close()
-    os.remove(tmp)
+    # The partial file may be gone already (a build that failed in a worker
+    # before this shard was written); the error to show is the one raised.
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
     raise
   writer.close()
   os.replace(tmp, os.path.join(out_dir, name))

@@ -412,3 +412,11 @@ def test_beam_build_writes_the_same_dataset_as_the_multiprocessing_build(genre_t
 
   ds = tfds.builder_from_directory(str(tmp_path / "beam")).as_dataset(split="train")
   assert sum(1 for _ in ds) == beam["splits"]["train"]["examples"]
+
+
+def test_a_failed_shard_raises_its_own_error_even_when_its_partial_file_is_gone(tmp_path):
+  with pytest.raises(RuntimeError, match="worker failed"):
+    with writer.atomic_shard(str(tmp_path), "song2vec-train.tfrecord-00000-of-00001"):
+      os.remove(tmp_path / writer.INCOMPLETE_DIR / "song2vec-train.tfrecord-00000-of-00001")
+      raise RuntimeError("worker failed")
+  assert not os.path.exists(tmp_path / "song2vec-train.tfrecord-00000-of-00001")
