@@ -105,6 +105,9 @@ REMEDIES = {
   # SimCLR's best temperature at large batches (Chen et al. 2020); a lower one
   # asks more of the codes' uniformity (Wang & Isola 2020) (stop 35).
   "temperature0.1": {"loss.contrastive_temperature": 0.1},
+  # Lower still, where the embedded corpus's codes might clear the collapse
+  # flag that 0.1 left raised (stop 36).
+  "temperature0.05": {"loss.contrastive_temperature": 0.05},
   # SimCLR (Chen et al. 2020): the term compares g(z), a head with one hidden
   # layer as wide as z and SimCLR's 128-d output, so z need not fold onto the
   # few directions the term rewards (stop 35).
@@ -117,6 +120,7 @@ NEED_CONTRASTIVE = (
   "contrastive_views",
   "temperature1",
   "temperature0.1",
+  "temperature0.05",
   "song_positives",
   "projector",
 )
@@ -197,6 +201,10 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
     (
       "g1+unary+cycles10+multilevel+contrastive10+song_positives+temperature0.1",
       combined(*CHOSEN, "temperature0.1"),
+    ),
+    (
+      "g1+unary+cycles10+multilevel+contrastive10+song_positives+temperature0.05",
+      combined(*CHOSEN, "temperature0.05"),
     ),
   ]
   return [
