@@ -114,15 +114,13 @@ REMEDIES = {
   "projector": {"model.projector_features": (64, 128)},
 }
 
-# Remedies that act through the contrastive term: they join it, not the report's recipe.
-NEED_CONTRASTIVE = (
-  "contrastive10",
-  "contrastive_views",
-  "temperature1",
-  "temperature0.1",
-  "temperature0.05",
-  "song_positives",
-  "projector",
+# Remedies that act through the contrastive term (they set one of its settings):
+# they join it, not the report's recipe. Derived, so a new one cannot be left out.
+CONTRASTIVE_SETTINGS = ("loss.contrastive_", "model.projector_")
+NEED_CONTRASTIVE = tuple(
+  name
+  for name, overrides in REMEDIES.items()
+  if any(key.startswith(CONTRASTIVE_SETTINGS) for key in overrides)
 )
 
 
