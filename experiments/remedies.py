@@ -204,6 +204,12 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
       "g1+unary+cycles10+multilevel+contrastive10+song_positives+temperature0.05",
       combined(*CHOSEN, "temperature0.05"),
     ),
+    # Stops 37-38: seed 0, then seeds 1-3 by a song-level rule; not adopted (the
+    # embedded corpus gains, both real sets lose).
+    (
+      "g1+unary+cycles10+multilevel+contrastive10+song_positives+contrastive_views",
+      combined(*CHOSEN, "contrastive_views"),
+    ),
   ]
   return [
     {"name": f"{name}-seed{seed}", "overrides": {**overrides, "seed": seed}}
