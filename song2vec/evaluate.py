@@ -3,6 +3,8 @@ r"""Clustering evaluation and the run's report (the report's §3.2 and §4.2).
     python -m song2vec.evaluate --workdir=runs/ali_lsgan     # re-run on the latest checkpoint
     python -m song2vec.evaluate --aggregate runs/a runs/b    # mean ± std across runs (seeds)
     python -m song2vec.evaluate --workdir=runs/a --split=validation --step=1000  # a kept checkpoint
+    python -m song2vec.evaluate --split=validation --compare runs/b_s1 runs/b_s2 \
+      --against runs/a_s1 runs/a_s2@1500    # candidate seeds against the same seeds of a reference
 
 For each embedding (Raw, PCA-r, MFCC and spectral statistics, random encoder,
 ALI) and each test in `config.eval.tests`, cluster into k = number of labels
@@ -304,6 +306,13 @@ def main(argv: list[str] | None = None) -> int:
   group.add_argument(
     "--aggregate", nargs="+", metavar="WORKDIR", help="runs whose reports to combine (mean ± std)"
   )
+  group.add_argument(
+    "--compare",
+    nargs="+",
+    metavar="WORKDIR[@STEP]",
+    help="candidate runs to compare with --against (paired in order when as many)",
+  )
+  parser.add_argument("--against", nargs="+", metavar="WORKDIR[@STEP]", help="reference runs")
   parser.add_argument("--level", default="segment", choices=LEVELS)
   parser.add_argument(
     "--split",
@@ -329,6 +338,15 @@ def main(argv: list[str] | None = None) -> int:
   on = os.path.basename(os.path.normpath(args.dataset)) if args.dataset else ""
   if args.aggregate:
     print(report.aggregate(args.aggregate, args.level, args.split, on, args.step))
+    return 0
+  if args.compare:
+    if not args.against:
+      parser.error("--compare needs --against (the reference runs)")
+    try:
+      print(report.compare(args.compare, args.against, args.split, on))
+    except (FileNotFoundError, ValueError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
     return 0
   try:
     config = embed.load_run_config(args.workdir)

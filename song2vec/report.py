@@ -397,3 +397,91 @@ def aggregate(
       cells += [format_mean_std(v.mean(), v.std()) for v in values.T]
     body.append(cells)
   return text + "\n\nShares of the segments' variance\n\n" + format_markdown(head, body)
+
+
+# The columns a recipe is judged on (docs/remedies_cpu.md's screens): (level, algorithm, score).
+COMPARED = (
+  ("segment", "kmeans", "ami_mean"),
+  ("segment", "gmm", "ami_mean"),
+  ("segment", "kmeans", "probe_accuracy"),
+  ("song", "kmeans", "ami_mean"),
+  ("song", "gmm", "ami_mean"),
+  ("song", "kmeans", "probe_accuracy"),
+)
+
+
+def run_and_step(arg: str) -> tuple[str, int | None]:
+  """'runs/a@1500' -> ('runs/a', 1500), a kept checkpoint's report; 'runs/a' -> ('runs/a', None)."""
+  run, at, step = arg.rpartition("@")
+  if at and step.isdigit():
+    return run, int(step)
+  return arg, None
+
+
+def compare(
+  candidates: list[str],
+  references: list[str],
+  split: str = "validation",
+  on: str = "",
+  test: str = "all_labels",
+  embedding: str = "ALI",
+) -> str:
+  """Candidate runs against reference runs, as the screens' rules read them.
+
+  Each run is a workdir, or workdir@STEP for a kept checkpoint's report. A
+  row per side (mean ± std across runs of each run's mean over clustering
+  seeds) and a verdict per column: "above" or "below" only where the means
+  differ by more than the two spreads combined, "level" otherwise. With as
+  many candidates as references, the runs are taken as pairs in order (the
+  same seeds on the same machine) and the per-pair differences are added,
+  with how many pairs rose.
+  """
+  heads = [
+    f"{level} {'probe' if score == 'probe_accuracy' else algorithm + ' AMI'}"
+    for level, algorithm, score in COMPARED
+  ]
+
+  def values(arg: str) -> list[float]:
+    workdir, step = run_and_step(arg)
+    rows = read_scores(workdir, split, on, step)
+    by = {(r["test"], r["embedding"], r["level"], r["algorithm"]): r for r in rows}
+    out = []
+    for level, algorithm, score in COMPARED:
+      row = by.get((test, embedding, level, algorithm))
+      if row is None:
+        raise ValueError(
+          f"{scores_path(workdir, split, on, step)} has no {test} {embedding} {level} {algorithm} row"
+        )
+      out.append(float(row[score]))
+    return out
+
+  cand = np.array([values(a) for a in candidates])
+  ref = np.array([values(a) for a in references])
+  body = [
+    [f"reference ({len(ref)} runs)"]
+    + [format_mean_std(m, s) for m, s in zip(ref.mean(0), ref.std(0), strict=True)],
+    [f"candidate ({len(cand)} runs)"]
+    + [format_mean_std(m, s) for m, s in zip(cand.mean(0), cand.std(0), strict=True)],
+  ]
+  if len(cand) == len(ref):
+    diff = cand - ref
+    body.append(
+      ["difference, by pair"]
+      + [
+        f"{m:+.3f} ± {s:.3f} ({int((d > 0).sum())}/{len(d)} up)"
+        for m, s, d in zip(diff.mean(0), diff.std(0), diff.T, strict=True)
+      ]
+    )
+  gap, spreads = cand.mean(0) - ref.mean(0), cand.std(0) + ref.std(0)
+  body.append(
+    ["verdict"]
+    + [
+      "above" if g > s else "below" if -g > s else "level"
+      for g, s in zip(gap, spreads, strict=True)
+    ]
+  )
+  return (
+    f"{embedding}, {test}, {split} split{' on ' + on if on else ''}: candidate against reference; "
+    "above / below = by more than the two spreads (std across runs) combined\n\n"
+    + format_markdown(["runs", *heads], body)
+  )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 
@@ -280,3 +281,51 @@ def test_variance_shares_split_the_variance_by_label_song_and_segment():
   assert fingerprint["var_song"] > 0.5
   # Labels alone: all the variance is between them.
   assert evaluate.variance_shares(label_part, labels, songs)["var_label"] == pytest.approx(1.0)
+
+
+def _scores(workdir, values, step=None):
+  """A clustering.csv whose ALI rows carry `values` in report.COMPARED's order (MFCC's: 9)."""
+  path = report.scores_path(str(workdir), "validation", step=step)
+  os.makedirs(os.path.dirname(path))
+  rows = {}
+  for embedding in ("ALI", "MFCC stats"):
+    for (level, algorithm, score), value in zip(report.COMPARED, values, strict=True):
+      row = rows.setdefault(
+        (embedding, level, algorithm),
+        {"test": "all_labels", "embedding": embedding, "level": level, "algorithm": algorithm},
+      )
+      row[score] = value if embedding == "ALI" else 9.0
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=[*next(iter(rows.values())), "probe_accuracy"])
+    writer.writeheader()
+    writer.writerows(rows.values())
+
+
+def test_compare_pairs_seeds_and_calls_a_change_only_beyond_the_spreads(tmp_path, capsys):
+  # Reference seeds differ by 0.02 in segment k-means AMI; the candidate adds
+  # 0.1 to it on every seed (beyond the spreads), 0.01 to the segment probe
+  # (within them), and takes 0.1 from the song GMM AMI.
+  ref = [[0.30, 0.3, 0.5, 0.1, 0.2, 0.5], [0.32, 0.3, 0.52, 0.1, 0.2, 0.5]]
+  cand = [[0.40, 0.3, 0.51, 0.1, 0.1, 0.5], [0.42, 0.3, 0.53, 0.1, 0.1, 0.5]]
+  for seed, values in enumerate(ref):
+    _scores(tmp_path / f"ref{seed}", values, step=1500 if seed else None)
+  for seed, values in enumerate(cand):
+    _scores(tmp_path / f"cand{seed}", values)
+  refs = [str(tmp_path / "ref0"), f"{tmp_path / 'ref1'}@1500"]  # A kept checkpoint's report.
+  cands = [str(tmp_path / "cand0"), str(tmp_path / "cand1")]
+  table = report.compare(cands, refs)
+  lines = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines()}
+  assert lines["reference (2 runs)"][0] == "0.310 ± 0.010"  # MFCC's 9.0 never leaks in.
+  assert lines["difference, by pair"][0] == "+0.100 ± 0.000 (2/2 up)"
+  assert [v.strip(" |") for v in lines["verdict"]] == [
+    "above", "level", "level", "level", "below", "level"
+  ]  # fmt: skip
+  assert evaluate.main(["--split=validation", "--compare", *cands, "--against", *refs]) == 0
+  assert "difference, by pair" in capsys.readouterr().out
+  unpaired = report.compare(cands[:1], refs)  # Unequal counts: no pairs to take.
+  assert "difference, by pair" not in unpaired and "candidate (1 runs)" in unpaired
+  assert (
+    evaluate.main(["--split=validation", "--compare", str(tmp_path / "nope"), "--against", *refs])
+    == 2
+  )
+  assert "clustering.csv" in capsys.readouterr().err
