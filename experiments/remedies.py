@@ -210,6 +210,12 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
       "g1+unary+cycles10+multilevel+contrastive10+song_positives+contrastive_views",
       combined(*CHOSEN, "contrastive_views"),
     ),
+    # Stop 39: seed 0, then seeds 1-3 paired with song2vec.py's own seeds by a second
+    # rule; not adopted (the embedded segment probe falls on every seed).
+    (
+      "g1+unary+cycles10+multilevel+contrastive10+song_positives+prior_mmd",
+      combined(*CHOSEN, "prior_mmd"),
+    ),
   ]
   return [
     {"name": f"{name}-seed{seed}", "overrides": {**overrides, "seed": seed}}
