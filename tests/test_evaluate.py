@@ -296,7 +296,8 @@ def _scores(workdir, values, step=None):
       )
       row[score] = value if embedding == "ALI" else 9.0
   with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=[*next(iter(rows.values())), "probe_accuracy"])
+    fields = ["test", "embedding", "level", "algorithm", "ami_mean", "probe_accuracy"]
+    writer = csv.DictWriter(f, fieldnames=fields)  # GMM rows leave the probe empty.
     writer.writeheader()
     writer.writerows(rows.values())
 
