@@ -458,10 +458,9 @@ def compare(
   cand = np.array([values(a) for a in candidates])
   ref = np.array([values(a) for a in references])
   body = [
-    [f"reference ({len(ref)} runs)"]
-    + [format_mean_std(m, s) for m, s in zip(ref.mean(0), ref.std(0), strict=True)],
-    [f"candidate ({len(cand)} runs)"]
-    + [format_mean_std(m, s) for m, s in zip(cand.mean(0), cand.std(0), strict=True)],
+    [f"{side} ({len(runs)} runs)"]
+    + [format_mean_std(m, s) for m, s in zip(runs.mean(0), runs.std(0), strict=True)]
+    for side, runs in (("reference", ref), ("candidate", cand))
   ]
   if len(cand) == len(ref):
     diff = cand - ref
