@@ -140,6 +140,10 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # CLMR's chain after the crop (its gain and filter; augment.POLICIES, sizes as
   # for encoder_augment): each view through this policy, its own draw; "" is crops only.
   config.loss.contrastive_augment = ""
+  # LooC (Xiao et al. 2021): the code's last N dims compare views that share the
+  # chain's draw, so they may keep what it hides (a recording's colour); the rest
+  # compare views with their own draws as above; 0: one space, the whole code.
+  config.loss.contrastive_variant_dims = 0
   # SimCLR (Chen et al. 2020): the term compares a projection head's g(z), Dense
   # layers of these widths with ReLU between, not z; (): z itself.
   config.model.projector_features = ()

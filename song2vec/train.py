@@ -179,6 +179,15 @@ def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
   with its own draw; the encoder codes them as it codes a whole segment (its
   pooled readouts take any length). The stochastic encoder's mean is the
   code, as for embedding.
+
+  With `loss.contrastive_variant_dims` = v > 0 (LooC, Xiao et al. 2021) the
+  code splits in two spaces and the term is their mean: its first dims
+  compare the two views as above, so they learn to ignore the chain; its
+  last v compare the first view with the second crop through the first
+  view's own draw, so they may keep what the chain changes (for the filter:
+  a recording's colour).
+
+  Returns {"contrastive": the term}, and with the split each space's NT-Xent.
   """
   loss = setup.loss
   if setup.encoder.readout == "flatten":
@@ -197,19 +206,48 @@ def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
     sources = [(x, index), (x, index)]
   frames = max(1, int(round(x.shape[-1] * loss.contrastive_crop)))
   policy = augment.parse_policy(loss.get("contrastive_augment", ""))
+  variant = loss.get("contrastive_variant_dims", 0)
+  if variant and not (policy and setup.projector is None and 0 < variant < setup.encoder.z_dim):
+    raise ValueError(
+      "loss.contrastive_variant_dims splits the code itself between the views with and "
+      "without one draw of loss.contrastive_augment: it needs a policy, no "
+      f"model.projector_features and 0 < dims < {setup.encoder.z_dim}, got {variant}"
+    )
   root = jax.random.fold_in(key, CONTRASTIVE_STREAM)
-  codes = []
-  for view, (segments, rows) in enumerate(sources):
-    view_x = augment.crops(segments, _example_keys(jax.random.fold_in(root, view), rows), frames)
-    # CLMR's chain after the crop, each view its own draw (an empty policy passes x through).
-    view_x = _augmented(loss, view_x, policy, jax.random.fold_in(root, 2 + view), rows)
+
+  def code(view_x):
     code = _code(setup, setup.encoder.apply(g_params["encoder"], view_x))
     if setup.projector is not None:  # SimCLR's head: the term compares g(z).
       code = setup.projector.apply(g_params["projector"], code)
-    codes.append(code)
+    return code
+
+  crops, codes = [], []
+  for view, (segments, rows) in enumerate(sources):
+    crops.append(
+      augment.crops(segments, _example_keys(jax.random.fold_in(root, view), rows), frames)
+    )
+    # CLMR's chain after the crop, each view its own draw (an empty policy passes x through).
+    codes.append(
+      code(_augmented(loss, crops[-1], policy, jax.random.fold_in(root, 2 + view), rows))
+    )
+  if variant:  # LooC's key that shares the query's draw: crop 2 through view 1's chain.
+    codes.append(
+      code(_augmented(loss, crops[1], policy, jax.random.fold_in(root, 2), sources[0][1]))
+    )
   if axis_name is not None:  # As for the MMD: negatives from every device's share.
     codes = jax.lax.all_gather(codes, axis_name, tiled=True)
-  return losses.nt_xent(*codes, loss.contrastive_temperature)
+  temperature = loss.contrastive_temperature
+  if not variant:
+    return {"contrastive": losses.nt_xent(codes[0], codes[1], temperature)}
+  split = setup.encoder.z_dim - variant
+  parts = {
+    "contrastive_invariant": losses.nt_xent(codes[0][:, :split], codes[1][:, :split], temperature),
+    "contrastive_variant": losses.nt_xent(codes[0][:, split:], codes[2][:, split:], temperature),
+  }
+  return {
+    "contrastive": 0.5 * (parts["contrastive_invariant"] + parts["contrastive_variant"]),
+    **parts,
+  }
 
 
 def d_inputs(loss: ml_collections.ConfigDict, x, x_dec, key, index):
@@ -317,7 +355,7 @@ def _forward(
     # CLMR (Spijkervet & Burgoyne, 2021) and COLA (Saeed et al., 2021): two
     # crops of a segment code alike and unlike the batch's other segments.
     if loss.get("contrastive_weight", 0.0):
-      parts["contrastive"] = _contrastive(setup, g_params, x, key, index, axis_name)
+      parts.update(_contrastive(setup, g_params, x, key, index, axis_name))
       parts["g_loss"] = parts["g_loss"] + loss.contrastive_weight * parts["contrastive"]
     # WAE-MMD (Tolstikhin et al., 2018): pull the codes' marginal towards the
     # prior directly, over the global batch (all_gather's gradient sums every

@@ -531,6 +531,47 @@ def test_contrastive_views_each_draw_their_own_gain_and_filter():
     train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
 
 
+def test_variant_dims_compare_the_codes_last_dims_across_a_shared_draw():
+  """LooC: the first dims see each view's own filter, the last dims one shared filter."""
+  config = tiny_config()
+  config.model.encoder_readout = "pool"
+  config.loss.update(
+    {
+      "contrastive_weight": 1.0,
+      "contrastive_crop": 1.0,  # Whole segments: the views differ only by their filters.
+      "contrastive_augment": "eq",
+      "augment_eq_std": 2.0,
+      "contrastive_variant_dims": 2,
+    }
+  )
+  setup = train.make_setup(config, SHAPE)
+  params = train.init_state(setup, SHAPE, seed=0).g_params
+  x, index, key = batch_for(1)["spectrogram"], jnp.arange(BATCH), jax.random.PRNGKey(3)
+  got = train._contrastive(setup, params, x, key, index, None)
+  root = jax.random.fold_in(key, train.CONTRASTIVE_STREAM)
+  own = [
+    setup.encoder.apply(
+      params["encoder"],
+      train._augmented(config.loss, x, ("eq",), jax.random.fold_in(root, 2 + view), index),
+    )
+    for view in (0, 1)
+  ]
+  split = setup.encoder.z_dim - 2
+  t = config.loss.contrastive_temperature
+  want_invariant = losses.nt_xent(own[0][:, :split], own[1][:, :split], t)
+  want_variant = losses.nt_xent(own[0][:, split:], own[0][:, split:], t)  # One draw: one view.
+  np.testing.assert_allclose(got["contrastive_invariant"], want_invariant, rtol=1e-5)
+  np.testing.assert_allclose(got["contrastive_variant"], want_variant, rtol=1e-5)
+  np.testing.assert_allclose(got["contrastive"], 0.5 * (want_invariant + want_variant), rtol=1e-5)
+  metrics = train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))[1]
+  assert {"contrastive_invariant", "contrastive_variant"} <= set(metrics)
+  for bad in ({"contrastive_augment": ""}, {"contrastive_variant_dims": setup.encoder.z_dim}):
+    config.loss.update({"contrastive_augment": "eq", "contrastive_variant_dims": 2, **bad})
+    setup = train.make_setup(config, SHAPE)
+    with pytest.raises(ValueError, match="contrastive_variant_dims"):
+      train.g_step(setup, train.init_state(setup, SHAPE, seed=0), batch_for(1))
+
+
 def _song_term_config():
   """A tiny config whose contrastive term pairs rows 2i and 2i + 1 on whole segments."""
   config = tiny_config()
