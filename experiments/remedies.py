@@ -112,6 +112,13 @@ REMEDIES = {
   # layer as wide as z and SimCLR's 128-d output, so z need not fold onto the
   # few directions the term rewards (stop 35).
   "projector": {"model.projector_features": (64, 128)},
+  # LooC (Xiao et al. 2021): the filter on the views, but only the code's first 32
+  # dims must ignore it; its last 32 compare views through one shared draw (stop 40).
+  "looc": {
+    "loss.contrastive_augment": "eq",
+    "loss.augment_eq_std": 1.0,
+    "loss.contrastive_variant_dims": 32,
+  },
 }
 
 # Remedies that act through the contrastive term (they set one of its settings):
@@ -216,6 +223,9 @@ def get_sweep(arg: str = "cpu") -> list[dict]:
       "g1+unary+cycles10+multilevel+contrastive10+song_positives+prior_mmd",
       combined(*CHOSEN, "prior_mmd"),
     ),
+    # Stop 40: seed 0; stopped at its first rule (the larger dev set held, the
+    # embedded corpus's song-level gain stayed inside the spreads).
+    ("g1+unary+cycles10+multilevel+contrastive10+song_positives+looc", combined(*CHOSEN, "looc")),
   ]
   return [
     {"name": f"{name}-seed{seed}", "overrides": {**overrides, "seed": seed}}
