@@ -77,7 +77,8 @@ def get_config(arg: str = "cpu") -> ml_collections.ConfigDict:
   # (Lee & Nam 2017's multi-level aggregation; x-vectors' statistics pooling).
   config.model.encoder_readout = "flatten"
   # Ours: the statistics over time the "pool" and "multilevel" readouts take,
-  # ("mean", "std") as MFCC statistics, or either alone.
+  # ("mean", "std") as MFCC statistics, or either alone; "flux" adds each
+  # feature's mean absolute change between consecutive frames (spectral flux).
   config.model.pool_stats = ("mean", "std")
   # Ours: the pooled readouts also take the input's own statistics over time
   # (each bin's, the spectral-statistics baseline's), beside the convolutions'.

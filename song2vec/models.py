@@ -7,7 +7,8 @@
   pools them over time (mean and std per frequency row and channel), so that
   z does not depend on where in the song a segment starts, or pools every
   convolution's features over time and concatenates them ("multilevel"); the
-  pooled statistics are the mean and std, or either alone (`pool_stats`), and
+  pooled statistics are the mean and std, or either alone, or with the flux
+  (each feature's mean absolute change from one frame to the next) (`pool_stats`), and
   with `pool_input` the input's own (each bin's over the frames) lead. With
   `features=True` it also returns the vector the readout maps to z, BigBiGAN's
   alternative embedding. Its convolutions are 2-D over (frequency, time), or
@@ -97,7 +98,11 @@ def _norm(channels: int, groups: int, dtype=jnp.float32) -> nn.Module:
   return nn.GroupNorm(num_groups=min(groups, channels), dtype=dtype)
 
 
-POOL_STATS = ("mean", "std")
+POOL_STATS = ("mean", "std")  # The default, as MFCC statistics pool.
+# Every statistic a pooled readout can take. "flux": the mean absolute change
+# between consecutive frames, spectral flux's per-band form (the rate at which
+# a band's notes come and go); 0 for a single frame.
+POOL_STAT_NAMES = ("mean", "std", "flux")
 
 
 def time_pool(h: jax.Array, stats: Sequence[str] = POOL_STATS) -> jax.Array:
@@ -106,10 +111,18 @@ def time_pool(h: jax.Array, stats: Sequence[str] = POOL_STATS) -> jax.Array:
   The std is taken with a small floor inside the root so that its gradient is
   finite where a feature does not vary over time.
   """
-  if not stats or any(s not in POOL_STATS for s in stats):
-    raise ValueError(f"pooled statistics must be some of {POOL_STATS}, got {stats!r}")
+  if not stats or any(s not in POOL_STAT_NAMES for s in stats):
+    raise ValueError(f"pooled statistics must be some of {POOL_STAT_NAMES}, got {stats!r}")
   # Under jit an unused statistic is never computed.
-  pooled = {"mean": jnp.mean(h, axis=2), "std": jnp.sqrt(jnp.var(h, axis=2) + 1e-6)}
+  pooled = {
+    "mean": jnp.mean(h, axis=2),
+    "std": jnp.sqrt(jnp.var(h, axis=2) + 1e-6),
+    "flux": (
+      jnp.mean(jnp.abs(jnp.diff(h, axis=2)), axis=2)
+      if h.shape[2] > 1
+      else jnp.zeros_like(h[:, :, 0])
+    ),
+  }
   return jnp.concatenate([pooled[s] for s in stats], axis=-1).reshape((h.shape[0], -1))
 
 

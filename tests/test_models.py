@@ -135,6 +135,22 @@ def test_pool_stats_choose_the_statistics_the_readout_takes():
     models.time_pool(jnp.zeros((1, 2, 3, 4)), ("max",))
 
 
+def test_flux_is_each_features_mean_absolute_change_between_frames():
+  h = jnp.asarray([0.0, 2.0, 1.0, 1.0, 4.0]).reshape((1, 1, 5, 1))  # [B, F, T, C]
+  mean, std, flux = models.time_pool(h, ("mean", "std", "flux"))[0]
+  np.testing.assert_allclose(flux, (2 + 1 + 0 + 3) / 4, rtol=1e-6)
+  np.testing.assert_allclose(mean, 8 / 5, rtol=1e-6)
+  # Flux reads the order of the frames, which the mean and std do not.
+  shuffled = models.time_pool(h[:, :, jnp.asarray([0, 3, 2, 1, 4])], ("mean", "std", "flux"))[0]
+  np.testing.assert_allclose(shuffled[:2], (mean, std), rtol=1e-6)
+  assert shuffled[2] != flux
+  assert models.time_pool(h[:, :, :1], ("flux",))[0, 0] == 0  # One frame: nothing changes.
+  x = jax.random.normal(jax.random.key(0), (2, 16, 32))
+  encoder = models.Encoder(z_dim=6, channels=(4, 8), readout="multilevel", pool_stats=("flux",))
+  _, features = encoder.apply(encoder.init(jax.random.key(1), x), x, features=True)
+  assert features.shape == (2, 8 * 4 + 4 * 8)  # Each layer's rows x channels, one statistic.
+
+
 def test_pool_input_leads_the_readout_with_each_bins_statistics():
   x = jax.random.normal(jax.random.key(0), (2, 16, 32))  # [B, F, T]
   encoder = models.Encoder(z_dim=6, channels=(4, 8), readout="pool", pool_input=True)
