@@ -115,10 +115,23 @@ def spectral_stats(x: np.ndarray) -> np.ndarray:
   return np.concatenate([x.mean(-1), x.std(-1)], axis=1).astype(np.float32)
 
 
+def spectral_flux(x: np.ndarray) -> np.ndarray:
+  """Mean absolute change between consecutive frames of each (normalised log) bin: [n, bins].
+
+  Spectral flux per band: how often a band's notes come and go, where the
+  spectral statistics read how loud it is and how far it moves. A difference
+  of log magnitudes cancels any fixed gain per band. On the validation splits
+  it clusters the embedded corpus and the larger dev set better than MFCC
+  statistics (docs/remedies_cpu.md, stop 40).
+  """
+  return np.abs(np.diff(x, axis=-1)).mean(-1).astype(np.float32)
+
+
 EMBEDDINGS = ("z", "features")
 # The baselines' names in every table.
 MFCC = "MFCC stats"
 SPECTRAL = "Spectral stats"
+FLUX = "Spectral flux"
 UNTRAINED = "Untrained encoder"  # The run's own encoder at step 0.
 
 

@@ -6,8 +6,8 @@ r"""Clustering evaluation and the run's report (the report's §3.2 and §4.2).
     python -m song2vec.evaluate --split=validation --compare runs/b_s1 runs/b_s2 \
       --against runs/a_s1 runs/a_s2@1500    # candidate seeds against the same seeds of a reference
 
-For each embedding (Raw, PCA-r, MFCC and spectral statistics, random encoder,
-ALI) and each test in `config.eval.tests`, cluster into k = number of labels
+For each embedding (Raw, PCA-r, MFCC and spectral statistics, spectral flux,
+random encoder, ALI) and each test in `config.eval.tests`, cluster into k = number of labels
 with k-means and a Gaussian mixture over several seeds and score V-measure,
 AMI, NMI and ARI (mean ± std), at segment and at song level, beside chance (the same
 clusterings scored against shuffled labels); plus kNN retrieval precision@10
@@ -201,6 +201,7 @@ def compute_embeddings(
     f"PCA-{ev.pca_components}": lambda x: pca.transform(embed.raw(x)).astype(np.float32),
     embed.MFCC: lambda x: embed.mfcc_stats(x, info, ev.n_mfcc),
     embed.SPECTRAL: embed.spectral_stats,
+    embed.FLUX: embed.spectral_flux,
     embed.UNTRAINED: lambda x: embed.encode(config.model, info.shape, untrained, x),
     "ALI": lambda x: embed.encode(config.model, info.shape, params, x),
   }

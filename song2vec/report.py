@@ -147,6 +147,7 @@ def verdict(rows: list[dict]) -> str:
     (embed.UNTRAINED, "the untrained encoder (this run at step 0)"),
     (embed.MFCC, embed.MFCC),
     (embed.SPECTRAL, "spectral stats (each bin's mean and std over time)"),
+    (embed.FLUX, "spectral flux (each bin's mean absolute change between frames)"),
   ):
     if not any(name == other for (_, name, _) in by):
       continue
@@ -257,7 +258,8 @@ def write(config, workdir: str, dataset_dir: str, scored: Scored) -> str:
     f"- embeddings: each standardised per dimension with its train-split mean and std; "
     f"ALI = the encoder's {config.model.get('embedding', 'z')!r} embedding; "
     f"{embed.UNTRAINED} = the same network with this run's initial weights; "
-    f"{embed.SPECTRAL} = each frequency bin's mean and std over the segment's frames",
+    f"{embed.SPECTRAL} = each frequency bin's mean and std over the segment's frames; "
+    f"{embed.FLUX} = each bin's mean absolute change between consecutive frames",
     f"- clustering: k = number of labels; k-means ({cl.kmeans_n_init} inits) and a Gaussian mixture "
     f"(full covariance where each cluster would have more points than dimensions and up to "
     f"{cl.gmm_full_max_dim} dimensions, diagonal otherwise), "

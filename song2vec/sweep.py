@@ -31,7 +31,7 @@ from song2vec.metric_writers import read_jsonl
 SPLIT = "validation"  # Sweeps choose recipes: they read the validation split only.
 # Scored in every run's report beside ALI; the sweep's rows are read against them
 # (PCA as reported, PCA-<components>).
-REFERENCES = (embed.UNTRAINED, "PCA", embed.MFCC, embed.SPECTRAL)
+REFERENCES = (embed.UNTRAINED, "PCA", embed.MFCC, embed.SPECTRAL, embed.FLUX)
 FINALS = ("d_loss", "g_loss", "val_d_accuracy", "val_d_gap", "z_eff_dim", "x_recon_rel")
 
 
@@ -86,8 +86,9 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
   """One row per point name with its seeds folded in (names end in -seed<N>).
 
   Then one reference row per embedding in REFERENCES, over every finished run:
-  the untrained encoder (each run's own initial weights), PCA-64, MFCC and
-  spectral statistics on the same validation set give the scale on which
+  the untrained encoder (each run's own initial weights), PCA-64, MFCC
+  statistics, spectral statistics and spectral flux on the same validation
+  set give the scale on which
   ALI's scores mean something.
   """
   groups: dict[str, list[str]] = collections.defaultdict(list)
@@ -162,7 +163,8 @@ def write_tables(rows: list[dict], root: str) -> str:
     f"ALI on the {SPLIT} split, k-means AMI, linear-probe accuracy and the share of the "
     f"variance between labels (evaluate.variance_shares), segment level, mean ± "
     f"std over seeds; the reference rows score the untrained encoder (each run's initial "
-    f"weights), PCA-64, MFCC and spectral statistics in the same runs (where a run's report "
+    f"weights), PCA-64, MFCC statistics, spectral statistics and spectral flux in the same "
+    f"runs (where a run's report "
     f"has them). Final values: mean over the "
     f"last {health.TAIL:.0%} of logged steps, averaged over runs; val_d_* are D's accuracy "
     f"(at the midpoint of its targets) and output gap (in units of its target gap) on "

@@ -91,7 +91,15 @@ def test_report_renders_from_a_tiny_run(genre_tree, tmp_path, monkeypatch, capsy
   )
   rows = evaluate.evaluate(config, workdir, str(out))
   names = {r["embedding"] for r in rows}
-  assert names == {"Raw", "PCA-4", "MFCC stats", "Spectral stats", "Untrained encoder", "ALI"}
+  assert names == {
+    "Raw",
+    "PCA-4",
+    "MFCC stats",
+    "Spectral stats",
+    "Spectral flux",
+    "Untrained encoder",
+    "ALI",
+  }
   assert {r["test"] for r in rows} == {"all_labels", "two"}
   assert {r["level"] for r in rows} == {"segment", "song"}
   folder = os.path.join(workdir, "report")
@@ -263,6 +271,21 @@ def test_spectral_stats_are_each_bins_mean_and_std_over_frames():
   np.testing.assert_allclose(stats[1, 5:], x[1].std(-1), rtol=1e-6)
   # Where a segment starts does not matter: the frames are pooled.
   np.testing.assert_allclose(embed.spectral_stats(np.roll(x, 3, axis=-1)), stats, rtol=1e-5)
+
+
+def test_spectral_flux_is_each_bins_mean_absolute_change_and_ignores_a_fixed_gain():
+  x = np.zeros((2, 2, 5), np.float32)  # [n, bins, frames]
+  x[0, 0] = [0, 1, 3, 3, 1]  # Changes 1, 2, 0, 2.
+  flux = embed.spectral_flux(x)
+  assert flux.shape == (2, 2)
+  np.testing.assert_allclose(flux[0], [5 / 4, 0], rtol=1e-6)
+  np.testing.assert_allclose(flux[1], 0)
+  # A band louder by a fixed amount (a gain in the log domain) changes as often.
+  np.testing.assert_allclose(embed.spectral_flux(x + np.float32(4.0)), flux, rtol=1e-6)
+  # Unlike the spectral statistics, it reads the order of the frames.
+  shuffled = x[..., [0, 2, 1, 3, 4]]
+  np.testing.assert_allclose(embed.spectral_stats(shuffled), embed.spectral_stats(x), rtol=1e-6)
+  assert not np.allclose(embed.spectral_flux(shuffled), flux)
 
 
 def test_variance_shares_split_the_variance_by_label_song_and_segment():
