@@ -7,8 +7,8 @@ r"""Clustering evaluation and the run's report (the report's §3.2 and §4.2).
       --against runs/a_s1 runs/a_s2@1500    # candidate seeds against the same seeds of a reference
 
 For each embedding (Raw, PCA-r, MFCC and spectral statistics, spectral flux,
-random encoder, ALI) and each test in `config.eval.tests`, cluster into k = number of labels
-with k-means and a Gaussian mixture over several seeds and score V-measure,
+random encoder, ALI) and each test in `config.eval.tests`, cluster into k =
+number of labels with k-means and a Gaussian mixture over several seeds and score V-measure,
 AMI, NMI and ARI (mean ± std), at segment and at song level, beside chance (the same
 clusterings scored against shuffled labels); plus kNN retrieval precision@10
 (same label, never counting the query's own song), a linear probe, and the

@@ -88,8 +88,7 @@ def aggregate(root: str, points: list[dict]) -> list[dict]:
   Then one reference row per embedding in REFERENCES, over every finished run:
   the untrained encoder (each run's own initial weights), PCA-64, MFCC
   statistics, spectral statistics and spectral flux on the same validation
-  set give the scale on which
-  ALI's scores mean something.
+  set give the scale on which ALI's scores mean something.
   """
   groups: dict[str, list[str]] = collections.defaultdict(list)
   for p in points:
@@ -164,8 +163,7 @@ def write_tables(rows: list[dict], root: str) -> str:
     f"variance between labels (evaluate.variance_shares), segment level, mean ± "
     f"std over seeds; the reference rows score the untrained encoder (each run's initial "
     f"weights), PCA-64, MFCC statistics, spectral statistics and spectral flux in the same "
-    f"runs (where a run's report "
-    f"has them). Final values: mean over the "
+    f"runs (where a run's report has them). Final values: mean over the "
     f"last {health.TAIL:.0%} of logged steps, averaged over runs; val_d_* are D's accuracy "
     f"(at the midpoint of its targets) and output gap (in units of its target gap) on "
     f"held-out pairs; x_recon_rel is reconstruction error relative to predicting the mean. "

@@ -209,17 +209,17 @@ def _contrastive(setup: Setup, g_params, x, key, index, axis_name):
   variant = loss.get("contrastive_variant_dims", 0)
   if variant and not (policy and setup.projector is None and 0 < variant < setup.encoder.z_dim):
     raise ValueError(
-      "loss.contrastive_variant_dims splits the code itself between the views with and "
-      "without one draw of loss.contrastive_augment: it needs a policy, no "
-      f"model.projector_features and 0 < dims < {setup.encoder.z_dim}, got {variant}"
+      "loss.contrastive_variant_dims compares the code's last dims across views that share "
+      "one draw of loss.contrastive_augment: it needs a policy, no model.projector_features "
+      f"and 0 < dims < {setup.encoder.z_dim}, got {variant}"
     )
   root = jax.random.fold_in(key, CONTRASTIVE_STREAM)
 
   def code(view_x):
-    code = _code(setup, setup.encoder.apply(g_params["encoder"], view_x))
+    z = _code(setup, setup.encoder.apply(g_params["encoder"], view_x))
     if setup.projector is not None:  # SimCLR's head: the term compares g(z).
-      code = setup.projector.apply(g_params["projector"], code)
-    return code
+      z = setup.projector.apply(g_params["projector"], z)
+    return z
 
   crops, codes = [], []
   for view, (segments, rows) in enumerate(sources):

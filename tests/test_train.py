@@ -323,6 +323,15 @@ def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion(
       {"encoder_readout": "multilevel"},
       {"contrastive_weight": 1.0, "contrastive_positives": "song"},
     ),
+    (  # LooC's third view shares the first's filter, drawn by global index.
+      {"encoder_readout": "multilevel"},
+      {
+        "contrastive_weight": 1.0,
+        "contrastive_positives": "song",
+        "contrastive_augment": "eq",
+        "contrastive_variant_dims": 2,
+      },
+    ),
   ],
 )
 def test_remedies_train_on_one_and_four_devices_alike(model, loss):
