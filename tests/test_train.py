@@ -315,20 +315,14 @@ def test_diagnostics_flag_collapsed_codes_a_dead_discriminator_and_no_inversion(
     ({}, {"d_augment": "color,translation,cutout"}),  # Drawn by global index.
     ({"encoder_readout": "pool"}, {"encoder_consistency_weight": 1.0}),  # So is E's view.
     ({"encoder_readout": "multilevel"}, {"contrastive_weight": 1.0}),  # Crops; gathered batch.
-    (  # Each view's gain and filter, drawn by global index.
-      {"encoder_readout": "multilevel"},
-      {"contrastive_weight": 1.0, "contrastive_augment": "color,eq"},
-    ),
-    (  # Song positives: each device's rows 2i, 2i + 1, the negatives gathered.
-      {"encoder_readout": "multilevel"},
-      {"contrastive_weight": 1.0, "contrastive_positives": "song"},
-    ),
-    (  # LooC's third view shares the first's filter, drawn by global index.
+    (  # Song positives: each device's rows 2i, 2i + 1, the negatives gathered; each
+      # view's gain and filter drawn by global index, and LooC's third view through
+      # the first's draw.
       {"encoder_readout": "multilevel"},
       {
         "contrastive_weight": 1.0,
         "contrastive_positives": "song",
-        "contrastive_augment": "eq",
+        "contrastive_augment": "color,eq",
         "contrastive_variant_dims": 2,
       },
     ),
